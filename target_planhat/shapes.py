@@ -1,0 +1,271 @@
+"""Every Amplitude tap's record shape, turned into Amplitude's canonical Export-API event.
+
+The public Amplitude taps emit the same event very differently (see ``amplitude-taps.md``):
+
+* Airbyte ``source-amplitude`` (via tap-airbyte-wrapper), graet / hotglue SDK taps: lower-case
+  keys, property bags as objects, RFC 3339 times (``...+00:00``);
+* PyPI ``tap-amplitude-api`` (singer-python): bags typed ``string``, so they arrive as Python
+  ``repr`` text (``"{'plan': 'pro', 'ok': True, 'x': None}"``), ``amplitude_id``/``session_id``
+  as floats, times ``2024-01-01T10:00:00.123000Z``;
+* PyPI ``tap-amplitude`` 1.3.0 (singer-io, Snowflake share): UPPER-CASE column names
+  (``EVENT_TYPE``, ``$INSERT_ID``), bags as JSON text, every NUMBER column as a float;
+* raw Export-API lines: ``2020-02-15 01:00:00.123456`` times.
+
+By the time the target's sink sees a record, the Singer SDK has already parsed ``format:
+date-time`` strings into ``datetime`` objects and may hand JSON numbers over as ``Decimal``.
+
+:func:`to_canonical` maps all of them onto one form, so mapping JSONPaths such as
+``$.event_properties.plan`` or ``$.groups.company`` work whatever tap produced the record:
+
+* top-level keys are lower-cased (``EVENT_TYPE`` -> ``event_type``, ``$INSERT_ID`` ->
+  ``$insert_id``); unknown columns are kept, lower-cased too. If a record carries the same name
+  in two spellings (``user_id`` and ``USER_ID``), the exactly lower-case one wins.
+* the insert id: the Export API calls it ``$insert_id``, ingestion ``insert_id``, Fivetran
+  ``_insert_id``. Whenever a record has one of those and no ``$insert_id``, ``$insert_id`` is
+  added (the original key is kept as well).
+* property bags (``event_properties``, ``user_properties``, ``group_properties``, ``groups``,
+  ``data``, ``global_user_properties``, ``plan``) that arrive as text become objects: JSON first
+  (orjson, then the stdlib for ``NaN``/``Infinity``, which become ``None`` because JSON has no such
+  values and Planhat would get ``null`` anyway), then Python ``repr`` via ``ast.literal_eval``
+  (never ``eval``; input capped at :data:`MAX_BAG_CHARS`; result must be JSON-like: dict/list/str/
+  int/float/bool/None with string keys, tuples become lists). A blank string becomes ``{}``;
+  ``None`` stays ``None``. A bag that does not parse stays the original string and
+  ``problems("unparsed_<field>")`` is called.
+* time fields (``event_time``, ``client_event_time``, ``client_upload_time``,
+  ``server_upload_time``, ``server_received_time``, ``processed_time``, ``user_creation_time``)
+  become ``YYYY-MM-DDTHH:MM:SS[.mmm]Z`` via :func:`target_planhat.dates.to_iso_utc`. ``None``
+  and ``""`` become ``None``. An unparsable value stays as it was and
+  ``problems("unparsed_time_<field>")`` is called.
+* id-like numbers (``amplitude_id``, ``session_id``, ``event_id``, ``app``, ``$schema``) given
+  as integral floats or Decimals become ``int``; every other top-level ``Decimal`` becomes
+  ``int`` if integral, else ``float`` (non-finite Decimals become ``None``). Decimals *inside*
+  object bags are left alone (walking every bag would cost more than the rest of this function);
+  the target's JSON encoder handles them. Bags parsed from text never contain Decimals.
+
+:func:`to_canonical` never mutates its input and never raises.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from target_planhat.dates import _format as _format_datetime
+from target_planhat.dates import to_iso_utc
+
+__all__ = [
+    "BAG_FIELDS",
+    "ID_FIELDS",
+    "MAX_BAG_CHARS",
+    "TIME_FIELDS",
+    "parse_bag",
+    "to_canonical",
+]
+
+TIME_FIELDS = frozenset(
+    {
+        "event_time",
+        "client_event_time",
+        "client_upload_time",
+        "server_upload_time",
+        "server_received_time",
+        "processed_time",
+        "user_creation_time",
+    }
+)
+BAG_FIELDS = frozenset(
+    {
+        "event_properties",
+        "user_properties",
+        "group_properties",
+        "groups",
+        "data",
+        "global_user_properties",
+        "plan",
+    }
+)
+ID_FIELDS = frozenset({"amplitude_id", "session_id", "event_id", "app", "$schema"})
+# Spellings of Amplitude's dedupe key other than the Export API's "$insert_id", by preference.
+INSERT_ID_ALIASES = ("insert_id", "_insert_id")
+
+# Longest bag text we try to parse. Planhat caps one event at 1 MB, and literal_eval's cost and
+# memory grow with the input, so anything beyond this is reported unparsed instead.
+MAX_BAG_CHARS = 1_000_000
+
+_PLAIN, _TIME, _BAG, _ID = 0, 1, 2, 3
+_KIND: dict[str, int] = {}
+_KIND.update(dict.fromkeys(TIME_FIELDS, _TIME))
+_KIND.update(dict.fromkeys(BAG_FIELDS, _BAG))
+_KIND.update(dict.fromkeys(ID_FIELDS, _ID))
+
+# raw key -> canonical key. Bounded so a stream of ever-new keys cannot grow it without limit.
+_KEY_CACHE: dict[str, str] = {}
+_KEY_CACHE_MAX = 4096
+
+_DATETIME = dt.datetime
+_UNPARSED = object()
+
+# Python-repr bag text -> the parsed bag as JSON bytes. literal_eval costs ~10 us for a small bag
+# while user_properties / group_properties / groups repeat across a user's events, so each
+# distinct text is parsed once and later copies come from orjson.loads (fresh objects every time,
+# so callers may mutate what they get). Bounded: cleared when full; long texts are not cached.
+_REPR_CACHE: dict[str, bytes] = {}
+_REPR_CACHE_MAX = 4096
+_REPR_CACHE_TEXT_MAX = 8192
+
+
+def _canonical_key(key: Any) -> Any:
+    if not isinstance(key, str):
+        return key
+    canonical = key.lower()
+    if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+        _KEY_CACHE[key] = canonical
+    return canonical
+
+
+def _decimal(value: Decimal) -> int | float | None:
+    if not value.is_finite():
+        return None
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+def _id_number(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        if value.is_integer():
+            return int(value)
+        return value
+    if kind is Decimal:
+        return _decimal(value)
+    return value
+
+
+def _json_like(value: Any, depth: int = 0) -> Any:
+    """Check a literal_eval result is JSON-like; tuples become lists. Raise ValueError if not."""
+    if depth > 200:
+        raise ValueError("too deep")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("non-string key")
+            out[key] = _json_like(item, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json_like(item, depth + 1) for item in value]
+    raise ValueError(f"not JSON-like: {type(value).__name__}")
+
+
+def _none_constant(_name: str) -> None:
+    return None
+
+
+def _parse_repr(text: str) -> Any:
+    cached = _REPR_CACHE.get(text)
+    if cached is not None:
+        return orjson.loads(cached)
+    try:
+        value = _json_like(ast.literal_eval(text))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _UNPARSED
+    if len(text) <= _REPR_CACHE_TEXT_MAX:
+        try:
+            encoded = orjson.dumps(value)
+        except TypeError:  # e.g. an int beyond 64 bits: fine to return, not to cache
+            return value
+        if len(_REPR_CACHE) >= _REPR_CACHE_MAX:
+            _REPR_CACHE.clear()
+        _REPR_CACHE[text] = encoded
+    return value
+
+
+def parse_bag(text: str) -> Any:
+    """Parse a property bag given as JSON or Python-repr text; return ``_UNPARSED`` if neither.
+
+    The result is a dict, a list or ``None`` (JSON ``null``); scalars are not bags.
+    """
+    stripped = text.strip()
+    if not stripped:
+        return {}
+    if len(stripped) > MAX_BAG_CHARS:
+        return _UNPARSED
+    first = stripped[0]
+    if first not in "{[n":  # objects, arrays, and the JSON literal null
+        return _UNPARSED
+    try:
+        value = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        value = _UNPARSED
+        if "NaN" in stripped or "Infinity" in stripped:
+            try:
+                value = json.loads(stripped, parse_constant=_none_constant)
+            except (ValueError, RecursionError):
+                value = _UNPARSED
+    if value is _UNPARSED:
+        value = _parse_repr(stripped)
+    if value is None or isinstance(value, (dict, list)):
+        return value
+    return _UNPARSED
+
+
+def to_canonical(
+    record: Mapping[str, Any], problems: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Return a new dict holding ``record`` in Amplitude's lower-case Export-API form.
+
+    ``problems`` is called with a short code (``unparsed_<field>``, ``unparsed_time_<field>``)
+    for each value that could not be normalised; such values are passed through unchanged.
+    """
+    out: dict[str, Any] = {}
+    key_cache = _KEY_CACHE
+    kinds = _KIND
+    for key, value in record.items():
+        canonical = key_cache.get(key)
+        if canonical is None:
+            canonical = _canonical_key(key)
+        if canonical != key and canonical in out:
+            continue  # an exactly lower-case spelling of this name wins
+        kind = kinds.get(canonical, _PLAIN)
+        if kind == _PLAIN:
+            if type(value) is Decimal:
+                value = _decimal(value)
+        elif kind == _TIME:
+            if value is None or value == "":
+                value = None
+            else:
+                try:
+                    if type(value) is _DATETIME:
+                        value = _format_datetime(value)
+                    else:
+                        value = to_iso_utc(value)
+                except Exception:  # never raise: report and pass the value through
+                    if problems is not None:
+                        problems("unparsed_time_" + canonical)
+        elif kind == _BAG:
+            if type(value) is str:
+                parsed = parse_bag(value)
+                if parsed is _UNPARSED:
+                    if problems is not None:
+                        problems("unparsed_" + canonical)
+                else:
+                    value = parsed
+        else:
+            value = _id_number(value)
+        out[canonical] = value
+    if "$insert_id" not in out:
+        for alias in INSERT_ID_ALIASES:
+            alias_value = out.get(alias)
+            if alias_value is not None and alias_value != "":
+                out["$insert_id"] = alias_value
+                break
+    return out
