@@ -23,7 +23,8 @@ from decimal import Decimal
 _UTC = dt.timezone.utc
 # Seconds since the epoch above this are really milliseconds (year 5138 in seconds).
 _MS_THRESHOLD = 100_000_000_000
-_FRACTION = re.compile(r"(\.\d+)")
+# A fractional-seconds part, only where a zone or the end follows (rejects "00.1a3").
+_FRACTION = re.compile(r"(\.\d+)(?=[+-]|$)")
 _fromisoformat = dt.datetime.fromisoformat
 
 

@@ -1,0 +1,1 @@
+"""target-planhat: Amplitude events into Planhat User Activities."""

@@ -1,0 +1,104 @@
+"""JSONPath expressions compiled once, with a direct route for plain paths.
+
+jsonpath-ng's ``find()`` wraps every step in ``DatumInContext`` objects: fine once, slow when run
+for a dozen paths on every event. Most mapping paths are plain chains (``$.groups.company[0]``),
+so those are turned into a tuple of keys and indexes and walked directly. Anything else (filters,
+wildcards, descendants, slices) goes through jsonpath-ng. Both give the same values: the property
+test in ``tests/test_paths.py`` holds them to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from jsonpath_ng import jsonpath as jp
+from jsonpath_ng.ext import parse as _parse
+
+
+class PathError(ValueError):
+    """A JSONPath that does not parse; the message names the expression."""
+
+
+Step = str | int
+
+
+def _plain_steps(node: jp.JSONPath) -> tuple[Step, ...] | None:
+    """Return the key/index chain of a plain path, or None if the path needs jsonpath-ng."""
+    if isinstance(node, jp.Root):
+        return ()
+    if isinstance(node, jp.Fields):
+        if len(node.fields) != 1 or node.fields[0] == "*" or jp.auto_id_field is not None:
+            return None
+        return (node.fields[0],)
+    if isinstance(node, jp.Child):
+        left = _plain_steps(node.left)
+        if left is None:
+            return None
+        right = node.right
+        if isinstance(right, jp.Fields):
+            tail = _plain_steps(right)
+            return None if tail is None else left + tail
+        if isinstance(right, jp.Index) and len(right.indices) == 1:
+            index = right.indices[0]
+            return (*left, index) if isinstance(index, int) else None
+        return None
+    return None
+
+
+class CompiledPath:
+    """One JSONPath, parsed once. ``values(doc)`` returns every matched value, in order."""
+
+    __slots__ = ("_expr", "_steps", "expression")
+
+    def __init__(self, expression: str) -> None:
+        if not isinstance(expression, str) or not expression.strip():
+            raise PathError(f"not a JSONPath: {expression!r}")
+        self.expression = expression
+        try:
+            self._expr = _parse(expression)
+        except Exception as exc:  # jsonpath-ng raises several unrelated types
+            raise PathError(f"invalid JSONPath {expression!r}: {exc}") from None
+        self._steps = _plain_steps(self._expr)
+
+    @property
+    def is_plain(self) -> bool:
+        """True when the direct route is used (no jsonpath-ng at run time)."""
+        return self._steps is not None
+
+    @property
+    def last_key(self) -> str | None:
+        """The final field name of a plain path: a name for an unnamed match."""
+        if self._steps and isinstance(self._steps[-1], str):
+            return self._steps[-1]
+        return None
+
+    def values(self, doc: Any) -> list[Any]:
+        steps = self._steps
+        if steps is None:
+            return [match.value for match in self._expr.find(doc)]
+        value = doc
+        for step in steps:
+            if type(step) is str:
+                if not isinstance(value, dict):
+                    return []
+                value = value.get(step, _MISSING)
+                if value is _MISSING:
+                    return []
+            else:
+                if not isinstance(value, (list, tuple)) or not value:
+                    return []
+                if not -len(value) <= step < len(value):
+                    return []
+                value = value[step]
+        return [value]
+
+    def __repr__(self) -> str:
+        return f"CompiledPath({self.expression!r})"
+
+
+_MISSING = object()
+
+
+def compile_paths(expressions: Sequence[str]) -> list[CompiledPath]:
+    return [CompiledPath(expression) for expression in expressions]

@@ -1,0 +1,219 @@
+"""The Planhat client: one keep-alive session, the bulk user-activity endpoint, retries.
+
+Knows nothing of the SDK. Every message it produces is built from the redacted URL, never from
+the real one, because the tenant token is part of the path.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import backoff
+import requests
+
+from target_planhat import redact
+from target_planhat.shutdown import ShutdownGuard
+
+DEFAULT_API_URL = "https://analytics.planhat.com"
+_LOOPBACK_HOSTS = ("localhost", "::1")
+_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_BODY_EXCERPT = 300
+_BASE_DELAY = 1.0
+_MAX_DELAY = 60.0
+
+logger = logging.getLogger("target_planhat.planhat")
+
+
+class PlanhatError(Exception):
+    """A POST that finally failed. The message is safe to show: it never holds the token."""
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None, unconfirmed: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        # The body may have reached Planhat: no answer came back.
+        self.unconfirmed = unconfirmed
+
+
+def check_api_url(api_url: str) -> str:
+    """Return the normalised URL; refuse plain http except to this machine."""
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"api_url: {api_url!r} is not an http(s) URL")
+    if parts.scheme == "http":
+        host = parts.hostname
+        if not (host in _LOOPBACK_HOSTS or host.startswith("127.")):
+            raise ValueError(
+                "api_url: plain http:// is refused for non-loopback hosts "
+                "(the tenant token travels in the URL); use https://"
+            )
+    return api_url.rstrip("/")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment is None:
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass
+class SendStats:
+    """What the client did, read by the delivery report."""
+
+    requests: int = 0
+    retries: int = 0
+    bytes_sent: int = 0
+    unconfirmed_requests: int = 0
+
+
+class PlanhatClient:
+    def __init__(
+        self,
+        api_url: str,
+        tenant_token: str,
+        *,
+        request_timeout: float = 60.0,
+        max_retry_seconds: float = 900.0,
+        guard: ShutdownGuard | None = None,
+        user_agent: str = "target-planhat",
+    ) -> None:
+        redact.register(tenant_token)
+        base = check_api_url(api_url)
+        self._url = f"{base}/analytics/bulk/{tenant_token}"
+        self.safe_url = f"{base}/analytics/bulk/{redact.MASK}"
+        self._timeout = (min(10.0, request_timeout), request_timeout)
+        self._max_retry_seconds = max_retry_seconds
+        self._guard = guard or ShutdownGuard()
+        self._session = requests.Session()
+        self._session.headers.update(
+            {"Content-Type": "application/json", "User-Agent": user_agent}
+        )
+        self.stats = SendStats()
+        self._send = backoff.on_exception(
+            self._wait_gen,
+            _Retryable,
+            max_time=max_retry_seconds,
+            jitter=None,  # the wait generator jitters itself, but not a server's Retry-After
+            on_backoff=self._on_backoff,
+            on_giveup=self._on_giveup,
+            raise_on_giveup=True,
+        )(self._attempt)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def send(self, body: bytes, rows: int) -> None:
+        """POST one JSON array of ``rows`` activities; return once Planhat answered 2xx."""
+        try:
+            self._send(body, rows)
+        except _Retryable as exc:
+            raise PlanhatError(
+                f"Planhat did not accept a batch of {rows} activities after retrying for "
+                f"{self._max_retry_seconds:g}s (max_retry_seconds): {exc.reason}"
+            ) from None
+
+    @staticmethod
+    def _wait_gen() -> Generator[float, Any, None]:
+        attempt = 0
+        exc = yield  # type: ignore[misc]
+        while True:
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                delay = retry_after
+            else:
+                delay = random.uniform(0, min(_MAX_DELAY, _BASE_DELAY * 2**attempt))  # full jitter
+            attempt += 1
+            exc = yield delay
+
+    def _on_backoff(self, details: Any) -> None:
+        self.stats.retries += 1
+        exc = details.get("exception")
+        logger.warning(
+            "POST %s failed (%s); retry %d in %.1fs (%.0fs of max_retry_seconds=%g used)",
+            self.safe_url,
+            getattr(exc, "reason", exc),
+            details["tries"],
+            details["wait"],
+            details["elapsed"],
+            self._max_retry_seconds,
+        )
+        self._guard.check()  # a signal during the POST: stop instead of waiting to retry
+
+    def _on_giveup(self, details: Any) -> None:
+        exc = details.get("exception")
+        logger.error(
+            "POST %s failed %d times in %.0fs; giving up: %s",
+            self.safe_url,
+            details["tries"],
+            details["elapsed"],
+            getattr(exc, "reason", exc),
+        )
+
+    def _attempt(self, body: bytes, rows: int) -> None:
+        self._guard.check()
+        self.stats.requests += 1
+        self.stats.bytes_sent += len(body)
+        try:
+            with self._guard.request():
+                response = self._session.post(
+                    self._url, data=body, timeout=self._timeout, allow_redirects=False
+                )
+        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
+            raise _Retryable(f"{type(exc).__name__} connecting to {self.safe_url}") from None
+        except requests.ConnectionError as exc:
+            # Refused before sending: nothing arrived. Reset or dropped later: it may have.
+            refused = "NewConnectionError" in repr(exc) or "Connection refused" in repr(exc)
+            if not refused:
+                self.stats.unconfirmed_requests += 1
+            raise _Retryable(
+                f"connection error ({redact.redact(type(exc).__name__)})", unconfirmed=not refused
+            ) from None
+        except (requests.Timeout, requests.exceptions.ChunkedEncodingError):
+            self.stats.unconfirmed_requests += 1
+            raise _Retryable(
+                f"no answer within request_timeout={self._timeout[1]:g}s", unconfirmed=True
+            ) from None
+        except requests.RequestException as exc:
+            raise PlanhatError(
+                f"POST {self.safe_url} failed: {redact.redact(type(exc).__name__)}"
+            ) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            response.close()
+            return
+        excerpt = redact.redact(response.text[:_BODY_EXCERPT].replace("\n", " "))
+        reason = f"HTTP {status} {response.reason or ''}".strip()
+        if status in _RETRY_STATUSES or status >= 500:
+            raise _Retryable(
+                f"{reason}: {excerpt}" if excerpt else reason,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        hint = " (lower max_request_bytes)" if status == 413 else ""
+        raise PlanhatError(
+            f"Planhat refused a batch of {rows} activities at {self.safe_url}: "
+            f"{reason}{hint}: {excerpt or '(empty body)'}"
+        )
+
+
+SendFn = Callable[[bytes, int], None]

@@ -1,0 +1,111 @@
+"""Singer input: orjson-fast, with the line number in every error.
+
+Plugged in through the SDK's ``message_reader_class`` hook. The SDK's readers turn a bad line into
+a traceback that prints the whole line (a 50 MB line, or one with a secret in it); here a bad line
+stops the run with ``input line N: <reason>``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import typing as t
+from collections import Counter, defaultdict
+
+import orjson
+from singer_sdk.exceptions import (
+    InvalidJSONSchema,
+    InvalidRecord,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
+from singer_sdk.singerlib.encoding.base import GenericSingerReader
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+from target_planhat.sinks import RecordSchemaError
+
+SINGER_INPUT_ERRORS = (
+    RecordSchemaError,
+    InvalidInputLine,
+    InvalidRecord,
+    InvalidJSONSchema,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
+"""What the SDK and this target raise for input the Singer spec does not allow."""
+
+
+class InputError(InvalidInputLine):
+    """A line that is no Singer message; the message starts with the line number."""
+
+
+def _excerpt(line: str, limit: int = 120) -> str:
+    text = line.strip()
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+class LineReader(GenericSingerReader[str]):
+    """Reads Singer messages; knows the current line number for error messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line_number = 0
+
+    @property
+    def default_input(self) -> t.IO[str]:
+        # Invalid UTF-8 becomes lone surrogates, which validation rejects per record, instead of
+        # a UnicodeDecodeError that kills the run without naming the line.
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+
+    def deserialize_json(self, line: str) -> dict:
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            # orjson refuses NaN, lone surrogates and integers over 64 bits; the stdlib takes
+            # them, and validation then rejects the record that holds them, with a reason.
+            try:
+                message = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                raise InputError(
+                    f"input line {self.line_number}: not valid JSON ({exc}): {_excerpt(line)}"
+                ) from None
+        if not isinstance(message, dict):
+            raise InputError(
+                f"input line {self.line_number}: a Singer message must be a JSON object, "
+                f"got {type(message).__name__}"
+            )
+        return message
+
+    def process_lines(
+        self,
+        file_input: t.IO[str] | None,
+        callbacks: dict[str, t.Callable[[dict], None]],
+    ) -> t.Counter[str]:
+        stats: dict[str, int] = defaultdict(int)
+        for line in file_input or self.default_input:
+            self.line_number += 1
+            if not line.strip():
+                continue
+            message = self.deserialize_json(line)
+            kind = message.get("type")
+            callback = callbacks.get(kind) if isinstance(kind, str) else None
+            if callback is None:
+                raise InputError(
+                    f"input line {self.line_number}: unknown Singer message type {kind!r}"
+                )
+            callback(message)
+            stats[kind] += 1
+        return Counter(**stats)
+
+
+def describe_input_error(exc: BaseException, line_number: int) -> str:
+    """``input line N: <first line of the reason>`` (SDK messages can hold the whole record)."""
+    reason = _first_line(exc)
+    return reason if reason.startswith("input line ") else f"input line {line_number}: {reason}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= 500 else first[:500] + "..."

@@ -1,0 +1,62 @@
+"""Keep the tenant token out of every log line, message and file.
+
+The token sits in the URL path, and ``urllib3`` logs URLs at DEBUG, ``requests`` puts them in its
+exception messages. Instead of hoping every call site is careful, every log record is redacted
+when it is created, whichever library made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+MASK = "***"
+_lock = threading.Lock()
+_secrets: tuple[str, ...] = ()
+_installed = False
+
+
+def register(secret: object) -> None:
+    """Remember a secret (ignored when empty or too short to be one) and start redacting logs."""
+    global _secrets
+    if not isinstance(secret, str) or len(secret) < 4:
+        return
+    with _lock:
+        if secret not in _secrets:
+            # Longest first, so a secret containing another is masked whole.
+            _secrets = tuple(sorted((*_secrets, secret), key=len, reverse=True))
+    install()
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def install() -> None:
+    """Wrap the log-record factory once; records are redacted at creation, before any handler."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if _secrets:
+            try:
+                message = record.getMessage()
+            except Exception:  # a broken format string must not break logging
+                message = str(record.msg)
+            record.msg = redact(message)
+            record.args = None
+            if record.exc_info and record.exc_info[1] is not None:
+                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            if record.stack_info:
+                record.stack_info = redact(record.stack_info)
+        return record
+
+    logging.setLogRecordFactory(factory)

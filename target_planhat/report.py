@@ -1,0 +1,99 @@
+"""The delivery report: what happened to every record, as one JSON line.
+
+Planhat answers 200 even to activities it drops, so a run that "succeeded" may have delivered
+nothing useful. The report is how a user sees that: counts from every step, and a WARNING when
+records came in and none went out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from target_planhat.planhat import SendStats
+
+logger = logging.getLogger("target_planhat.report")
+_TOP_ACTIONS = 10
+_MAX_ACTIONS_TRACKED = 10_000
+
+
+class DeliveryReport:
+    def __init__(self, path: str | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.started = time.time()
+        self.received = 0
+        self.sent = 0
+        self.dry_run_written = 0
+        self.duplicates_skipped = 0
+        self.filtered: Counter[str] = Counter()
+        self.skipped_streams: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.shape_problems: Counter[str] = Counter()
+        self.actions: Counter[str] = Counter()
+        self.send_stats = SendStats()
+        self.states_written = 0
+        self.ledger_pruned = 0
+
+    def count_action(self, action: str, n: int = 1) -> None:
+        if action in self.actions or len(self.actions) < _MAX_ACTIONS_TRACKED:
+            self.actions[action] += n
+
+    def as_dict(self, status: str) -> dict[str, Any]:
+        stats = self.send_stats
+        return {
+            "type": "planhat_delivery_report",
+            "status": status,
+            "elapsed_seconds": round(time.time() - self.started, 3),
+            "received": self.received,
+            "sent": self.sent,
+            "dry_run_written": self.dry_run_written,
+            "filtered": sum(self.filtered.values()),
+            "filtered_by": dict(self.filtered.most_common()),
+            "skipped_streams": dict(self.skipped_streams),
+            "rejected": sum(self.rejected.values()),
+            "rejected_by": dict(self.rejected.most_common()),
+            "duplicates_skipped": self.duplicates_skipped,
+            "shape_problems": dict(self.shape_problems),
+            "requests": stats.requests,
+            "retries": stats.retries,
+            "bytes": stats.bytes_sent,
+            "unconfirmed_requests": stats.unconfirmed_requests,
+            "states_written": self.states_written,
+            "ledger_pruned": self.ledger_pruned,
+            "top_actions": dict(self.actions.most_common(_TOP_ACTIONS)),
+        }
+
+    def emit(self, status: str) -> dict[str, Any]:
+        """Log the report as one JSON line on stderr and write it to ``report_path`` if set."""
+        data = self.as_dict(status)
+        line = orjson.dumps(data).decode()
+        # A bare JSON line, not a log record, so a tool can parse stderr for it.
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(line + "\n", encoding="utf-8")
+            tmp.replace(self.path)
+        return data
+
+    def warn_if_nothing_delivered(self) -> None:
+        """A wrong mapping looks like success to Planhat; say so loudly."""
+        delivered = self.sent + self.dry_run_written + self.duplicates_skipped
+        if self.received == 0 or delivered > 0:
+            return
+        reasons: Counter[str] = Counter()
+        reasons.update({f"rejected: {k}": v for k, v in self.rejected.items()})
+        reasons.update({f"filtered: {k}": v for k, v in self.filtered.items()})
+        reasons.update({f"stream not selected: {k}": v for k, v in self.skipped_streams.items()})
+        top = reasons.most_common(1)
+        why = f"{top[0][0]} ({top[0][1]} records)" if top else "unknown"
+        logger.warning(
+            "Received %d records but sent none to Planhat; top reason: %s", self.received, why
+        )

@@ -1,0 +1,284 @@
+"""The settings: their JSON schema (what ``--about`` shows) and the compiled run-time form.
+
+Everything that can be wrong in a config is found here, at start-up, before a line of input is
+read, and every message names the setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from singer_sdk import typing as th
+
+from target_planhat.filters import EventFilters, FilterError, stream_selector
+from target_planhat.ledger import DEFAULT_LEDGER_PATH
+from target_planhat.mapping import DEFAULT_MAPPING, ActivityMapper, MappingError
+from target_planhat.paths import CompiledPath, PathError
+from target_planhat.planhat import DEFAULT_API_URL, check_api_url
+from target_planhat.rejects import DEFAULT_DEAD_LETTER_PATH, POLICIES
+from target_planhat.validate import DEFAULT_MAX_EVENT_BYTES
+
+DEFAULT_STREAMS = ["event", "events", "*-events_*"]
+DEFAULT_DEDUPE_KEY = ["$['$insert_id']", "$.uuid"]
+DEFAULT_DRY_RUN_PATH = "planhat-dry-run.jsonl"
+DEFAULT_MAX_REQUEST_BYTES = 8_000_000
+PLANHAT_MAX_REQUEST_BYTES = 32_000_000
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work. The message starts with the setting's name."""
+
+
+_ANY = th.CustomType({"type": ["object", "array", "string", "null"]})
+
+SCHEMA = th.PropertiesList(
+    th.Property(
+        "tenant_token",
+        th.StringType,
+        secret=True,
+        description="Planhat tenant token (Settings > Integrations > API). Required unless "
+        "dry_run is true. Secret: it is never logged or written anywhere.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        description="Planhat analytics host (the same for every region). http:// is refused "
+        "except for loopback hosts.",
+    ),
+    th.Property(
+        "mapping",
+        th.ObjectType(additional_properties=_ANY),
+        default=DEFAULT_MAPPING,
+        description="Planhat field -> JSONPath (jsonpath-ng) over the normalised Amplitude event. "
+        "Fields: externalId, email, name, companyExternalId, assetExternalId, projectExternalId, "
+        "action, date, weight, count, info. Given fields replace the defaults one by one; map a "
+        "field to \"\" to leave it out.",
+    ),
+    th.Property(
+        "event_filters",
+        th.ObjectType(additional_properties=th.ObjectType(additional_properties=True)),
+        default={},
+        description="Per stream name (or \"*\" for all): {include: [globs on action], "
+        "exclude: [globs], where: [{path, op, value}]}. op: eq, ne, in, not_in, exists, "
+        "not_exists, gt, gte, lt, lte, matches.",
+    ),
+    th.Property(
+        "include_properties",
+        th.ArrayType(th.StringType),
+        description="Globs over the keys of info: only these properties are sent. Default: all.",
+    ),
+    th.Property(
+        "exclude_properties",
+        th.ArrayType(th.StringType),
+        description="Globs over the keys of info: these properties are never sent.",
+    ),
+    th.Property(
+        "streams",
+        th.ArrayType(th.StringType),
+        default=DEFAULT_STREAMS,
+        description="Globs (case-insensitive) of the stream names to send; other streams are "
+        "read, counted and skipped. Default: the event streams of the known Amplitude taps.",
+    ),
+    th.Property(
+        "dry_run",
+        th.BooleanType,
+        default=False,
+        description="Write the exact activities to dry_run_path instead of sending them.",
+    ),
+    th.Property("dry_run_path", th.StringType, default=DEFAULT_DRY_RUN_PATH),
+    th.Property(
+        "max_request_bytes",
+        th.IntegerType,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        description="Largest POST body in bytes; batches are split to fit. Planhat's hard limit "
+        "is 32 MB.",
+    ),
+    th.Property(
+        "request_timeout",
+        th.NumberType,
+        default=60,
+        description="Seconds to wait for Planhat to connect and to answer one request.",
+    ),
+    th.Property(
+        "max_retry_seconds",
+        th.NumberType,
+        default=900,
+        description="Time budget per request for retries (429, 5xx, network errors) before the "
+        "run fails. 14400 retries for 4 hours, like Amplitude's own streaming.",
+    ),
+    th.Property(
+        "checkpoint_seconds",
+        th.NumberType,
+        default=10,
+        description="A STATE is written at most this long after Planhat acknowledged the "
+        "records it covers; the delivery report is logged as often.",
+    ),
+    th.Property(
+        "dedupe",
+        th.BooleanType,
+        default=True,
+        description="Keep a ledger of acknowledged activity ids so a replay never sends twice.",
+    ),
+    th.Property("ledger_path", th.StringType, default=DEFAULT_LEDGER_PATH),
+    th.Property(
+        "dedupe_key",
+        th.ArrayType(th.StringType),
+        default=DEFAULT_DEDUPE_KEY,
+        description="JSONPaths tried in order for an event's id; none matching: a hash of the "
+        "activity.",
+    ),
+    th.Property("ledger_ttl_days", th.NumberType, default=7),
+    th.Property(
+        "on_invalid_record",
+        th.StringType(allowed_values=list(POLICIES)),
+        default="dead_letter",
+        description="dead_letter (write it to dead_letter_path), skip (count it), or fail.",
+    ),
+    th.Property("dead_letter_path", th.StringType, default=DEFAULT_DEAD_LETTER_PATH),
+    th.Property(
+        "max_event_bytes",
+        th.IntegerType,
+        default=DEFAULT_MAX_EVENT_BYTES,
+        description="Largest single activity, encoded (Planhat: 1 MB).",
+    ),
+    th.Property(
+        "report_path",
+        th.StringType,
+        description="Also write the delivery report (JSON) here.",
+    ),
+).to_dict()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The config, checked and compiled."""
+
+    tenant_token: str
+    api_url: str
+    mapper: ActivityMapper
+    filters: EventFilters
+    stream_selected: Any
+    dry_run: bool
+    dry_run_path: Path
+    max_request_bytes: int
+    request_timeout: float
+    max_retry_seconds: float
+    checkpoint_seconds: float
+    dedupe: bool
+    ledger_path: Path
+    dedupe_key: tuple[CompiledPath, ...]
+    ledger_ttl_days: float
+    on_invalid_record: str
+    dead_letter_path: Path
+    max_event_bytes: int
+    report_path: str | None
+
+
+def _positive(config: Mapping[str, Any], name: str, default: float) -> float:
+    value = config.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{name}: must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _writable(name: str, path: Path) -> Path:
+    """Create the parent folder and open for append, so a bad path fails now."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    return path
+
+
+def compile_settings(config: Mapping[str, Any]) -> Settings:
+    try:
+        mapper = ActivityMapper(
+            config.get("mapping"),
+            config.get("include_properties"),
+            config.get("exclude_properties"),
+        )
+        filters = EventFilters(config.get("event_filters"))
+        stream_selected = stream_selector(config.get("streams") or DEFAULT_STREAMS)
+    except (MappingError, FilterError) as exc:
+        raise ConfigError(str(exc)) from None
+
+    dry_run = bool(config.get("dry_run", False))
+    token = config.get("tenant_token") or ""
+    if not isinstance(token, str):
+        raise ConfigError("tenant_token: must be a string")
+    if not dry_run and not token.strip():
+        raise ConfigError("tenant_token: required unless dry_run is true")
+    try:
+        api_url = check_api_url(str(config.get("api_url") or DEFAULT_API_URL))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+    max_request_bytes = int(_positive(config, "max_request_bytes", DEFAULT_MAX_REQUEST_BYTES))
+    if max_request_bytes > PLANHAT_MAX_REQUEST_BYTES:
+        raise ConfigError(
+            f"max_request_bytes: {max_request_bytes} is over Planhat's limit of "
+            f"{PLANHAT_MAX_REQUEST_BYTES} bytes"
+        )
+    max_event_bytes = int(_positive(config, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES))
+    if max_event_bytes + 2 > max_request_bytes:
+        raise ConfigError("max_event_bytes: must be smaller than max_request_bytes")
+
+    policy = config.get("on_invalid_record") or "dead_letter"
+    if policy not in POLICIES:
+        raise ConfigError(f"on_invalid_record: must be one of {', '.join(POLICIES)}")
+    dead_letter_path = Path(config.get("dead_letter_path") or DEFAULT_DEAD_LETTER_PATH)
+    if policy == "dead_letter":
+        _writable("dead_letter_path", dead_letter_path)
+    dry_run_path = Path(config.get("dry_run_path") or DEFAULT_DRY_RUN_PATH)
+    if dry_run:
+        _writable("dry_run_path", dry_run_path)
+    report_path = config.get("report_path") or None
+    if report_path:
+        _writable("report_path", Path(report_path))
+
+    keys = config.get("dedupe_key") or DEFAULT_DEDUPE_KEY
+    if not isinstance(keys, list):
+        raise ConfigError("dedupe_key: must be a list of JSONPaths")
+    try:
+        dedupe_key = tuple(CompiledPath(k) for k in keys)
+    except PathError as exc:
+        raise ConfigError(f"dedupe_key: {exc}") from None
+    dedupe = bool(config.get("dedupe", True))
+    ledger_path = Path(config.get("ledger_path") or DEFAULT_LEDGER_PATH)
+    if dedupe and not dry_run:
+        try:
+            ledger_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"ledger_path: cannot create {str(ledger_path.parent)!r}: {exc}"
+            ) from None
+
+    return Settings(
+        tenant_token=token,
+        api_url=api_url,
+        mapper=mapper,
+        filters=filters,
+        stream_selected=stream_selected,
+        dry_run=dry_run,
+        dry_run_path=dry_run_path,
+        max_request_bytes=max_request_bytes,
+        request_timeout=_positive(config, "request_timeout", 60),
+        max_retry_seconds=_positive(config, "max_retry_seconds", 900),
+        checkpoint_seconds=_positive(config, "checkpoint_seconds", 10),
+        dedupe=dedupe,
+        ledger_path=ledger_path,
+        dedupe_key=dedupe_key,
+        ledger_ttl_days=_positive(config, "ledger_ttl_days", 7),
+        on_invalid_record=policy,
+        dead_letter_path=dead_letter_path,
+        max_event_bytes=max_event_bytes,
+        report_path=report_path,
+    )

@@ -1,0 +1,176 @@
+"""The batch: record -> canonical event -> activity -> filters -> validation -> batch -> Planhat.
+
+Each step lives in its own module; this one only puts them in order and keeps the bookkeeping
+that lets the target write STATE only for what Planhat acknowledged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import typing as t
+
+import fastjsonschema
+from singer_sdk.exceptions import InvalidJSONSchema
+from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+from target_planhat.rejects import RejectedRecord, describe
+from target_planhat.shapes import to_canonical
+from target_planhat.validate import InvalidActivity, encode_activity
+
+if t.TYPE_CHECKING:
+    from target_planhat.runtime import Runtime
+    from target_planhat.target import TargetPlanhat
+
+NOT_PENDING = math.inf
+
+
+class RecordSchemaError(ValueError):
+    """A record that fails its stream's schema (``validate_records``).
+
+    Not the SDK's ``InvalidRecord``: the SDK logs that with a full traceback and the record
+    before re-raising. The reader turns this into ``input line N: ...`` instead.
+    """
+
+
+class FastValidator(BaseJSONSchemaValidator):
+    """The SDK's documented fastjsonschema hook: compiled once, several times faster per record."""
+
+    def __init__(self, schema: dict[str, t.Any]) -> None:
+        super().__init__(schema)
+        try:
+            self._validate = fastjsonschema.compile(schema, formats={"date-time": r".*"})
+        except fastjsonschema.JsonSchemaDefinitionException as exc:
+            raise InvalidJSONSchema(f"Schema Validation Error: {exc}") from exc
+
+    def validate(self, record: dict) -> None:  # type: ignore[override]
+        try:
+            self._validate(record)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise RecordSchemaError(
+                f"record does not match the stream's schema: {exc.message}"
+            ) from None
+
+
+class PlanhatSink(BatchSink):
+    """One sink per stream. Holds encoded activities; ``process_batch`` delivers them.
+
+    No ``max_size`` class attribute: it would shadow ``batch_size_rows`` (the SDK template trap).
+    """
+
+    def __init__(self, target: TargetPlanhat, *args: t.Any, **kwargs: t.Any) -> None:
+        self._runtime: Runtime = target.runtime
+        super().__init__(target, *args, **kwargs)
+        settings = self._runtime.settings
+        self._selected = settings.stream_selected(self.stream_name)
+        if not self._selected:
+            self.logger.info(
+                "Stream '%s' is not in `streams`: its records are counted and skipped",
+                self.stream_name,
+            )
+        self._batch_bytes = 0
+        self._draining_from = NOT_PENDING
+        self._in_batch = False
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        if not self.validate_schema:
+            return None
+        try:
+            return FastValidator(self.schema)
+        except InvalidJSONSchema:
+            # fastjsonschema is stricter about some odd schemas than jsonschema; fall back.
+            return super().get_validator()
+
+    # --- bookkeeping for STATE -------------------------------------------------------------
+
+    @property
+    def first_unacked_seq(self) -> float:
+        """Input position of the oldest activity not yet acknowledged by Planhat."""
+        pending = (self._pending_batch or {}).get("first_seq", NOT_PENDING)
+        return min(pending, self._draining_from)
+
+    @property
+    def is_full(self) -> bool:
+        items = (self._pending_batch or {}).get("items")
+        if not items:
+            return False
+        return (
+            len(items) >= self.max_size
+            or self._batch_bytes >= self._runtime.settings.max_request_bytes
+        )
+
+    # --- one record ------------------------------------------------------------------------
+
+    def process_record(self, record: dict, context: dict) -> None:
+        runtime = self._runtime
+        report = runtime.report
+        if not self._selected:
+            report.skipped_streams[self.stream_name] += 1
+            return
+        settings = runtime.settings
+        event = to_canonical(record, runtime.count_shape_problem)
+        activity = settings.mapper.build(event)
+        dropped_by = settings.filters.decide(self.stream_name, event, activity)
+        if dropped_by is not None:
+            report.filtered[dropped_by] += 1
+            return
+        try:
+            body = encode_activity(activity, settings.max_event_bytes)
+        except InvalidActivity as exc:
+            self._reject(record, activity, exc)
+            return
+        key = self._dedupe_id(event, body)
+        items = context.get("items")
+        if items is None:
+            items = context["items"] = []
+            context["first_seq"] = runtime.seq
+        items.append((key, body, activity["action"]))
+        self._batch_bytes += len(body) + 1
+
+    def _dedupe_id(self, event: dict, body: bytes) -> str:
+        for path in self._runtime.settings.dedupe_key:
+            for value in path.values(event):
+                if value not in (None, ""):
+                    return str(value)
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def _reject(self, record: dict, activity: dict, exc: InvalidActivity) -> None:
+        runtime = self._runtime
+        runtime.report.rejected[exc.reason] += 1
+        policy = runtime.settings.on_invalid_record
+        where = f"input line {runtime.line_number}" if runtime.line_number else "input"
+        if policy == "fail":
+            raise RejectedRecord(
+                f"{where}: record {describe(record)} of stream '{self.stream_name}' is invalid: "
+                f"{exc} (on_invalid_record=fail)"
+            )
+        if policy == "dead_letter":
+            with runtime.guard.critical():
+                runtime.dead_letter.write(
+                    self.stream_name, exc.reason, exc.detail, record, activity, runtime.line_number
+                )
+
+    # --- the batch -------------------------------------------------------------------------
+
+    def start_drain(self) -> dict:
+        context = super().start_drain()
+        self._draining_from = context.get("first_seq", NOT_PENDING)
+        self._batch_bytes = 0
+        return context
+
+    def process_batch(self, context: dict) -> None:
+        items = context.get("items")
+        if not items:
+            self._draining_from = NOT_PENDING
+            return
+        if self._in_batch:
+            # Only a signal handler could get here (meltano/sdk#3775); ours never drains.
+            raise RuntimeError("process_batch re-entered while a batch was in flight")
+        self._in_batch = True
+        try:
+            self._runtime.deliver(items)
+        finally:
+            self._in_batch = False
+        self._draining_from = NOT_PENDING
+        self._runtime.acked()

@@ -1,0 +1,223 @@
+"""target-planhat: wiring, checkpoints and the process's exit.
+
+When STATE may be written is decided here. The SDK writes STATE only at the end of
+``drain_all()``; a full sink's ``drain_one`` writes none, and the 5-minute record age is its only
+timer. So this target remembers each STATE message with its input position, and writes the newest
+one whose every earlier record Planhat has acknowledged: after any drain, and at the latest
+``checkpoint_seconds`` after it arrived (by draining).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import signal
+import sys
+import time
+import typing as t
+from collections import deque
+from types import FrameType
+
+import click
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.target_base import Target
+
+from target_planhat import redact
+from target_planhat.planhat import PlanhatError
+from target_planhat.reader import SINGER_INPUT_ERRORS, LineReader, describe_input_error
+from target_planhat.rejects import RejectedRecord
+from target_planhat.runtime import Runtime
+from target_planhat.settings import SCHEMA, ConfigError, compile_settings
+from target_planhat.shutdown import StopRequested
+from target_planhat.sinks import NOT_PENDING, PlanhatSink
+
+
+class TargetPlanhat(Target):
+    """Sends Amplitude events to Planhat's bulk user-activity endpoint."""
+
+    name = "target-planhat"
+    config_jsonschema = SCHEMA
+    default_sink_class = PlanhatSink
+    message_reader_class = LineReader
+
+    #: The instance the CLI created, so ``main`` can finish it after an exception.
+    current: t.ClassVar[TargetPlanhat | None] = None
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self.runtime: Runtime | None = None
+        TargetPlanhat.current = self
+        super().__init__(*args, **kwargs)
+        # Drains run in this thread, one sink after another: a signal then never lands in a
+        # worker thread, and a POST's outcome is known before the next one starts.
+        self.max_parallelism = 1
+        self.runtime = Runtime(compile_settings(self.config), self.plugin_version or "")
+        self._pending_states: deque[tuple[int, dict, float]] = deque()
+        self._last_written: dict | None = None
+        self._next_report = time.monotonic() + self.runtime.settings.checkpoint_seconds
+
+    def _validate_config(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        # Internal hook, overridden so the token is masked before the SDK logs anything about
+        # the config (validation messages can quote values).
+        redact.register(self.config.get("tenant_token"))
+        return super()._validate_config(*args, **kwargs)
+
+    def _setup_signal_handlers(self) -> None:
+        # Internal hook: replace the SDK's handler, which drains from inside the signal handler.
+        if sys.platform != "win32":
+            signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.logger.warning("Received signal %d: stopping after the current step", signum)
+        if self.runtime is None:
+            raise StopRequested(signum)
+        self.runtime.guard.on_signal(signum)
+
+    # --- messages ----------------------------------------------------------------------------
+
+    @property
+    def _rt(self) -> Runtime:
+        assert self.runtime is not None
+        return self.runtime
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        runtime = self._rt
+        runtime.seq += 1
+        runtime.report.received += 1
+        runtime.line_number = self.message_reader.line_number  # type: ignore[attr-defined]
+        super()._process_record_message(message_dict)
+        self._after_message()
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        before = self._latest_state
+        super()._process_state_message(message_dict)
+        if self._latest_state is not before and self._latest_state is not None:
+            self._pending_states.append(
+                (self._rt.seq, copy.deepcopy(self._latest_state), time.monotonic())
+            )
+            self._rt.acked_since_check = True
+        self._after_message()
+
+    def _after_message(self) -> None:
+        runtime = self._rt
+        runtime.guard.check()
+        if self._pending_states:
+            if runtime.acked_since_check:
+                runtime.acked_since_check = False
+                self.write_acknowledged_state()
+            if (
+                self._pending_states
+                and time.monotonic() - self._pending_states[0][2]
+                >= runtime.settings.checkpoint_seconds
+            ):
+                self.logger.debug("checkpoint_seconds reached: draining all sinks")
+                self.drain_all()
+        now = time.monotonic()
+        if now >= self._next_report:
+            self._next_report = now + runtime.settings.checkpoint_seconds
+            runtime.report.emit("running")
+
+    # --- STATE -------------------------------------------------------------------------------
+
+    def _first_unacked_seq(self) -> float:
+        sinks = [*self._sinks_active.values(), *self._sinks_to_clear]
+        return min(
+            (s.first_unacked_seq for s in sinks if isinstance(s, PlanhatSink)),
+            default=NOT_PENDING,
+        )
+
+    def write_acknowledged_state(self) -> None:
+        """Write the newest STATE whose every earlier record has been acknowledged."""
+        limit = self._first_unacked_seq()
+        safe = None
+        while self._pending_states and self._pending_states[0][0] < limit:
+            safe = self._pending_states.popleft()[1]
+        if safe is not None:
+            self._write_state_message(safe)
+
+    def _write_state_message(self, state: dict) -> None:
+        # Called by the SDK at the end of drain_all() (everything drained) and by
+        # write_acknowledged_state(); both only once what the state covers is acknowledged.
+        if state == self._last_written:
+            return
+        runtime = self._rt
+        if state == self._latest_state:
+            self._pending_states.clear()
+        with runtime.guard.critical():
+            runtime.dead_letter.sync()
+            super()._write_state_message(state)
+            self._last_written = copy.deepcopy(state)
+            runtime.report.states_written += 1
+
+    def process_endofpipe(self) -> None:
+        super().process_endofpipe()
+        runtime = self._rt
+        runtime.report.warn_if_nothing_delivered()
+        runtime.report.emit("succeeded")
+
+    def finish_failed(self, status: str) -> None:
+        """After a failure or a signal: STATE for what was acknowledged, then the report."""
+        if self.runtime is None:
+            return
+        with contextlib.suppress(StopRequested):
+            self.write_acknowledged_state()
+        self.runtime.report.emit(status)
+
+    def close(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
+
+
+def _finish(status: str) -> None:
+    target = TargetPlanhat.current
+    if target is not None:
+        target.finish_failed(status)
+
+
+def _run(argv: list[str] | None) -> int:
+    """Run the CLI; map every outcome to an exit code and one clear message."""
+    log = logging.getLogger("target-planhat")
+    TargetPlanhat.current = None
+    try:
+        result = TargetPlanhat.cli.main(args=argv, standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except ConfigError as exc:
+        log.error("Configuration error: %s", exc)
+        return 2
+    except ConfigValidationError as exc:
+        details = "; ".join(getattr(exc, "errors", []) or []) or str(exc)
+        log.error("Configuration error: %s", redact.redact(details))
+        return 2
+    except StopRequested as exc:
+        _finish("stopped")
+        log.warning("Stopped by signal %d; STATE covers only what Planhat acknowledged", exc.signum)
+        return exc.exit_code
+    except SINGER_INPUT_ERRORS as exc:
+        _finish("failed")
+        reader = TargetPlanhat.current.message_reader if TargetPlanhat.current else None
+        line = getattr(reader, "line_number", 0)
+        log.error("Invalid input: %s", redact.redact(describe_input_error(exc, line)))
+        return 1
+    except (PlanhatError, RejectedRecord) as exc:
+        _finish("failed")
+        log.error("%s", exc)
+        return 1
+    except Exception as exc:
+        _finish("failed")
+        log.debug("Unexpected error", exc_info=True)
+        message = redact.redact(str(exc)) or "(no message)"
+        log.error("Unexpected %s: %s", type(exc).__name__, message)
+        return 1
+    finally:
+        if TargetPlanhat.current is not None:
+            TargetPlanhat.current.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script ``target-planhat``."""
+    redact.install()
+    sys.exit(_run(argv))

@@ -1,0 +1,118 @@
+"""Check an activity and encode it exactly as it will be sent.
+
+Planhat's analytics endpoint answers 200 to anything and silently drops what it cannot use, so
+this is the last place a bad activity can be caught. Encoding happens here, once: the bytes that
+pass the size check are the bytes that go into the POST body and the dry-run file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from target_planhat.dates import to_iso_utc
+
+DEFAULT_MAX_EVENT_BYTES = 1_000_000
+
+_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+class InvalidActivity(ValueError):
+    """An activity Planhat would drop or mangle. ``reason`` is a stable code for reports."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidActivity("non_finite_number", f"number {value} is not finite")
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _find_non_finite(value: Any, where: str) -> str | None:
+    """Path of the first NaN/Infinity inside ``value``: orjson would quietly write ``null``."""
+    kind = type(value)
+    if kind is float:
+        return None if math.isfinite(value) else where
+    if kind is dict:
+        for key, item in value.items():
+            item_kind = type(item)
+            if item_kind is str or item_kind is int or item_kind is bool or item is None:
+                continue
+            found = _find_non_finite(item, f"{where}.{key}")
+            if found:
+                return found
+    elif kind is list:
+        for index, item in enumerate(value):
+            if type(item) is not str:
+                found = _find_non_finite(item, f"{where}[{index}]")
+                if found:
+                    return found
+    return None
+
+
+def encode_activity(
+    activity: dict[str, Any], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> bytes:
+    """Normalise ``date``, check every rule, return the JSON bytes; raise ``InvalidActivity``.
+
+    Mutates ``activity`` only to put ``date`` in ISO 8601 UTC ``Z`` form.
+    """
+    if not activity.get("externalId") and not activity.get("email"):
+        raise InvalidActivity("no_identifier", "neither externalId nor email is set")
+    action = activity.get("action")
+    if not isinstance(action, str) or not action.strip():
+        raise InvalidActivity("no_action", "action is missing or empty")
+    if "date" not in activity:
+        raise InvalidActivity("no_date", "date is missing")
+    try:
+        activity["date"] = to_iso_utc(activity["date"])
+    except ValueError as exc:
+        raise InvalidActivity("bad_date", str(exc)) from None
+    for field in ("weight", "count"):
+        if field in activity:
+            number = activity[field]
+            if isinstance(number, Decimal):
+                number = activity[field] = float(number)
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                raise InvalidActivity("bad_number", f"{field} is not a number: {number!r:.60}")
+            if not math.isfinite(number):
+                raise InvalidActivity("non_finite_number", f"{field} is {number}")
+    info = activity.get("info")
+    if info is not None:
+        if not isinstance(info, dict):
+            raise InvalidActivity("info_not_object", f"info is a {type(info).__name__}")
+        where = _find_non_finite(info, "info")
+        if where:
+            raise InvalidActivity("non_finite_number", f"{where} is NaN or Infinity")
+    try:
+        encoded = orjson.dumps(activity, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, InvalidActivity):  # raised by _default
+            raise exc.__cause__ from None
+        message = str(exc)
+        if "surrogates" in message or "UTF-8" in message:
+            raise InvalidActivity("invalid_utf8", "a string is not valid UTF-8") from None
+        if "ecursion" in message:
+            raise InvalidActivity("too_deep", "nested deeper than JSON encoders allow") from None
+        raise InvalidActivity("unserializable", message) from None
+    if len(encoded) > max_event_bytes:
+        raise InvalidActivity(
+            "too_large", f"{len(encoded)} bytes encoded, max_event_bytes is {max_event_bytes}"
+        )
+    return encoded
