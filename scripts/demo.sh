@@ -137,7 +137,8 @@ if bookmark.strip():
         print(f"Meltano state (bookmark): {json.dumps(state.get('singer_state', state))}")
     except ValueError:
         pass
-if activities:
-    print("first activity:")
-    print(json.dumps(activities[0], indent=2, ensure_ascii=False))
+if not activities:
+    sys.exit(f"no activity in {dry_run}: the sample should give some")
+print("first activity:")
+print(json.dumps(activities[0], indent=2, ensure_ascii=False))
 PY
