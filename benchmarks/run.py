@@ -1,0 +1,184 @@
+"""The performance benchmark (issue 7). One command:
+
+    .venv/bin/python benchmarks/run.py --events 100000          # ~2 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py --events 100000 --rss    # + peak RSS at 1M events
+
+Generates N Airbyte-shaped Amplitude events (~830 bytes, STATE every 1,000) into a temp file and
+runs, alternating, ``--rounds`` times each:
+
+(a) the ``target-planhat`` CLI (subprocess; default settings except ``tenant_token``/``api_url``
+    to a loopback receiver that acknowledges at once, and ledger/dead-letter in a temp dir);
+(b) a do-nothing SDK ``BatchSink`` target with default settings (``noop_target.py``);
+(c) the floor: decode every line, map the default fields by hand, encode with orjson, in-process.
+
+Prints events/s per round, the medians, a/b and a/c, peak RSS of (a), and the per-record cost of
+``shapes.to_canonical`` on each tap's shape. Only ratios from one run are comparable: the
+machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import floor  # noqa: E402
+import generate  # noqa: E402
+import shape_cost  # noqa: E402
+from receiver import FastReceiver  # noqa: E402
+
+BIN = Path(sys.executable).parent
+TARGET = str(BIN / "target-planhat")
+TOKEN = "bench-token"
+
+
+def _spawn(argv: list[str], workdir: Path) -> tuple[float, int, int, str]:
+    """Run ``argv``; return (seconds, exit code, peak RSS in kB, stderr)."""
+    out = open(workdir / "stdout", "wb")  # noqa: SIM115
+    err = open(workdir / "stderr", "wb")  # noqa: SIM115
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out.close()
+    err.close()
+    return seconds, proc.returncode, usage.ru_maxrss, (workdir / "stderr").read_text()
+
+
+def _report(stderr: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for line in stderr.splitlines():
+        at = line.find('{"type":"planhat_delivery_report"')
+        if at >= 0:
+            found = json.loads(line[at:])
+    return found
+
+
+def run_target(events_file: Path, receiver: FastReceiver, expected: int) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory(prefix="bench-a-") as tmp:
+        workdir = Path(tmp)
+        config = {
+            "tenant_token": TOKEN,
+            "api_url": receiver.url,
+            "ledger_path": str(workdir / "ledger.sqlite"),
+            "dead_letter_path": str(workdir / "rejected.jsonl"),
+        }
+        (workdir / "config.json").write_text(json.dumps(config))
+        receiver.reset()
+        argv = [TARGET, "--config", "config.json", "--input", str(events_file)]
+        seconds, code, rss, stderr = _spawn(argv, workdir)
+        if code != 0:
+            sys.exit(f"target-planhat failed ({code}):\n{stderr[-3000:]}")
+        sent = _report(stderr).get("sent")
+        deadline = time.monotonic() + 5
+        while receiver.activities < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if sent != expected or receiver.activities != expected:
+            sys.exit(
+                f"target-planhat sent {sent}, receiver got {receiver.activities}, "
+                f"expected {expected}"
+            )
+        return seconds, rss
+
+
+def run_noop(events_file: Path) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory(prefix="bench-b-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "config.json").write_text("{}")
+        argv = [
+            sys.executable, str(HERE / "noop_target.py"),
+            "--config", "config.json", "--input", str(events_file),
+        ]  # fmt: skip
+        seconds, code, rss, stderr = _spawn(argv, workdir)
+        if code != 0:
+            sys.exit(f"noop target failed ({code}):\n{stderr[-3000:]}")
+        return seconds, rss
+
+
+def run_floor(events_file: Path, expected: int) -> float:
+    start = time.perf_counter()
+    _, encoded, _ = floor.run(events_file)
+    seconds = time.perf_counter() - start
+    if encoded != expected:
+        sys.exit(f"floor encoded {encoded}, expected {expected}")
+    return seconds
+
+
+def _expected(events_file: Path) -> int:
+    """Activities the default config sends: events with a user_id (the rest are dead-lettered)."""
+    return sum(1 for line in open(events_file, "rb") if b'"user_id":"' in line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rss", action="store_true", help="also peak RSS of (a) at 1M events")
+    parser.add_argument("--rss-events", type=int, default=1_000_000)
+    parser.add_argument("--skip-shapes", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, FastReceiver() as receiver:
+        events_file = generate.write(Path(tmp) / "events.jsonl", args.events)
+        expected = _expected(events_file)
+        size = events_file.stat().st_size
+        print(
+            f"{args.events} events, {size / args.events:.0f} bytes/line, "
+            f"{expected} with a user_id; {os.cpu_count()} CPUs"
+        )
+        rates: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        rss_a: list[int] = []
+        for round_no in range(1, args.rounds + 1):
+            seconds, rss = run_target(events_file, receiver, expected)
+            rates["a"].append(args.events / seconds)
+            rss_a.append(rss)
+            seconds_b, rss_b = run_noop(events_file)
+            rates["b"].append(args.events / seconds_b)
+            rates["c"].append(args.events / run_floor(events_file, expected))
+            print(
+                f"round {round_no}: (a) target-planhat {rates['a'][-1]:8,.0f} ev/s "
+                f"(peak RSS {rss / 1024:.0f} MB) | (b) no-op SDK target {rates['b'][-1]:8,.0f} "
+                f"ev/s (peak RSS {rss_b / 1024:.0f} MB) | (c) floor {rates['c'][-1]:8,.0f} ev/s",
+                flush=True,
+            )
+        med = {key: statistics.median(values) for key, values in rates.items()}
+        print(
+            f"medians: (a) {med['a']:,.0f} ev/s  (b) {med['b']:,.0f} ev/s  (c) {med['c']:,.0f} ev/s"
+        )
+        print(
+            f"a/b = {med['a'] / med['b']:.2f}  (goal >= 1.0)   "
+            f"a/c = {med['a'] / med['c']:.2f}  (goal >= 0.5: within 2x of the floor)"
+        )
+        peak_small = max(rss_a)
+        print(f"peak RSS (a) at {args.events:,} events: {peak_small / 1024:.0f} MB")
+
+        if not args.skip_shapes:
+            print("shapes.to_canonical per record:")
+            for name, micros in shape_cost.measure(events_file):
+                print(f"  {name:45s} {micros:6.1f} us")
+
+        if args.rss:
+            events_file.unlink()
+            big = generate.write(Path(tmp) / "events-big.jsonl", args.rss_events)
+            seconds, rss = run_target(big, receiver, _expected(big))
+            print(
+                f"peak RSS (a) at {args.rss_events:,} events: {rss / 1024:.0f} MB "
+                f"({rss / peak_small:.2f}x the {args.events:,}-event run; goal < 250 MB and "
+                f"<= 1.2x) at {args.rss_events / seconds:,.0f} ev/s"
+            )
+
+
+if __name__ == "__main__":
+    main()
