@@ -4,6 +4,11 @@ Every request is kept with what the receiver did with it, so a test can count, p
 Planhat would have recorded: an activity counts as *kept* when the receiver read the whole body
 and did not refuse it (a 2xx answer, or a dropped connection after the body was read: the case
 where Planhat has the data but the client never learns it).
+
+Each request also carries its timing on the test process's monotonic clock: when it arrived, when
+its body was read, and when its answer was fully written (``answered_at``; ``None`` when no
+answer went out). Crash and checkpoint tests compare those with the moment of a kill or of a
+STATE line.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,11 +32,21 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"processed": true}'
     delay: float = 0.0  # seconds before answering (after reading the body)
+    # Slow drip: write the answer one byte at a time, this many seconds apart. Every gap stays
+    # under a client's read timeout while the whole answer can take far longer.
+    drip: float = 0.0
 
 
 @dataclass
 class Reset:
-    """Close the connection before reading the body: nothing is kept."""
+    """Close the connection (RST) without an answer: nothing is kept.
+
+    Decided before the body (``decide_before_body``): nothing of it is read. With
+    ``after_bytes``: that many bytes of the body are read first, so the reset lands while the
+    client is still sending (mid-request).
+    """
+
+    after_bytes: int | None = None
 
 
 @dataclass
@@ -50,6 +66,8 @@ class Received:
     action: str
     kept: bool
     at: float
+    arrived: float = 0.0  # request line and headers read
+    answered_at: float | None = None  # answer fully written (None: none went out)
 
     @property
     def activities(self) -> list[dict[str, Any]]:
@@ -64,6 +82,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the client's delayed ACK adds ~40 ms
+    # to every request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -71,39 +92,59 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         receiver = self.server.receiver
+        arrived = time.monotonic()
         index = receiver._next_index()
         action = receiver.script(index, b"") if receiver.decide_before_body else None
+        length = int(self.headers.get("Content-Length") or 0)
         if isinstance(action, Reset):
-            receiver._record(index, self.path, b"", "reset", kept=False)
+            partial = self.rfile.read(min(length, action.after_bytes or 0))
+            receiver._record(index, self.path, partial, "reset", kept=False, arrived=arrived)
             self._drop()
             return
-        length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         if action is None:
             action = receiver.script(index, body)
         if isinstance(action, Reset):
-            receiver._record(index, self.path, body, "reset", kept=False)
+            receiver._record(index, self.path, body, "reset", kept=False, arrived=arrived)
             self._drop()
             return
         if isinstance(action, KeepAndDrop):
-            receiver._record(index, self.path, body, "kept_and_dropped", kept=True)
+            receiver._record(
+                index, self.path, body, "kept_and_dropped", kept=True, arrived=arrived
+            )
             self._drop()
             return
         if action.delay:
             time.sleep(action.delay)
         ok = 200 <= action.status < 300 and self.path == receiver.expected_path
-        receiver._record(index, self.path, body, f"status {action.status}", kept=ok)
+        record = receiver._record(
+            index, self.path, body, f"status {action.status}", kept=ok, arrived=arrived
+        )
         try:
-            self.send_response(action.status)
-            for name, value in action.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(action.body)))
-            self.end_headers()
-            self.wfile.write(action.body)
-            self.wfile.flush()
+            if action.drip:
+                self._send_dripping(action)
+            else:
+                self.send_response(action.status)
+                for name, value in action.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(action.body)))
+                self.end_headers()
+                self.wfile.write(action.body)
+                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout): the answer is lost
+            return  # the client gave up (timeout, or killed): the answer is lost
+        record.answered_at = time.monotonic()
+
+    def _send_dripping(self, action: Reply) -> None:
+        head = [f"HTTP/1.1 {action.status} {self.responses.get(action.status, ('',))[0]}"]
+        head += [f"{name}: {value}" for name, value in action.headers.items()]
+        head += ["Content-Type: application/json", f"Content-Length: {len(action.body)}"]
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + action.body
+        for i in range(len(raw)):
+            self.wfile.write(raw[i : i + 1])
+            self.wfile.flush()
+            time.sleep(action.drip)
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -156,9 +197,19 @@ class PlanhatReceiver:
             self._count += 1
             return self._count - 1
 
-    def _record(self, index: int, path: str, body: bytes, action: str, kept: bool) -> None:
+    def _record(
+        self, index: int, path: str, body: bytes, action: str, kept: bool, arrived: float = 0.0
+    ) -> Received:
+        record = Received(index, path, body, action, kept, time.monotonic(), arrived or 0.0)
         with self._lock:
-            self.received.append(Received(index, path, body, action, kept, time.monotonic()))
+            self.received.append(record)
+        return record
+
+    @property
+    def arrivals(self) -> int:
+        """Requests that have arrived so far (recorded or still being handled)."""
+        with self._lock:
+            return self._count
 
     def requests(self) -> list[Received]:
         with self._lock:
@@ -174,3 +225,8 @@ class PlanhatReceiver:
             a for r in self.requests() if r.kept and r.action.startswith("status 2")
             for a in r.activities
         ]
+
+    def kept_counts(self, key: Callable[[dict[str, Any]], Any] | None = None) -> Counter:
+        """How often each activity was kept, by ``key`` (default: ``info.n``, the event number)."""
+        key = key or (lambda activity: activity["info"]["n"])
+        return Counter(key(a) for a in self.kept_activities())
