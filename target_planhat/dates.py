@@ -4,8 +4,9 @@ Planhat parses any JavaScript date string, but a naive ``2020-02-15 01:00:00`` i
 *server's* zone by some parsers. Amplitude's raw export times are UTC without a zone, so we make
 the zone explicit instead of letting anyone guess.
 
-Output form: ``YYYY-MM-DDTHH:MM:SSZ`` when the time has no sub-second part, otherwise
-``YYYY-MM-DDTHH:MM:SS.mmmZ`` (milliseconds, truncated, never rounded).
+Output form: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (milliseconds, truncated, never rounded), or
+``YYYY-MM-DDTHH:MM:SSZ`` when the milliseconds are 0. Formatting is idempotent:
+``to_iso_utc(to_iso_utc(x)) == to_iso_utc(x)``.
 
 This is on the per-record hot path (``shapes.to_canonical`` calls it for every time field), so
 the common cases are short-circuited: ``datetime`` objects are formatted with the C-level
@@ -37,9 +38,10 @@ def _format(moment: dt.datetime) -> str:
         except (OverflowError, ValueError):
             raise ValueError(f"timestamp {moment!r} is out of range") from None
     # isoformat() is the fastest C-level formatter and always pads the year to 4 digits;
-    # slicing drops the microseconds' last 3 digits (truncation) and any "+00:00".
+    # slicing drops the microseconds' last 3 digits (truncation) and any "+00:00". A time
+    # with less than a millisecond gets no fraction, so formatting is idempotent.
     text = moment.isoformat()
-    if moment.microsecond:
+    if moment.microsecond >= 1000:
         return text[:23] + "Z"
     return text[:19] + "Z"
 

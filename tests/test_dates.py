@@ -48,7 +48,8 @@ UTC = dt.timezone.utc
         # datetime / date objects (the SDK parses format: date-time into datetime).
         (dt.datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=UTC), "2024-01-01T10:00:00.123Z"),
         (dt.datetime(2024, 1, 1, 10, 0, 0, 999999), "2024-01-01T10:00:00.999Z"),  # truncated
-        (dt.datetime(2024, 1, 1, 10, 0, 0, 500), "2024-01-01T10:00:00.000Z"),  # sub-ms kept
+        (dt.datetime(2024, 1, 1, 10, 0, 0, 500), "2024-01-01T10:00:00Z"),  # under 1 ms: none
+        ("2024-01-01 10:00:00.000010", "2024-01-01T10:00:00Z"),
         (dt.datetime(2024, 1, 1, 10), "2024-01-01T10:00:00Z"),  # naive means UTC
         (
             dt.datetime(2024, 1, 1, 11, tzinfo=dt.timezone(dt.timedelta(hours=1))),
@@ -105,3 +106,18 @@ def test_equal_instants_give_equal_text_whatever_the_form():
         1704103200123,
     ]
     assert {to_iso_utc(form) for form in forms} == {"2024-01-01T10:00:00.123Z"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(2024, 1, 1, 10, 0, 0, 10),
+        dt.datetime(2024, 1, 1, 10, 0, 0, 1000),
+        dt.datetime(2024, 1, 1, 10, 0, 0, 999999),
+        "2024-01-01T10:00:00.000999+00:00",
+        1704103200001,
+    ],
+)
+def test_idempotent(value):
+    once = to_iso_utc(value)
+    assert to_iso_utc(once) == once
