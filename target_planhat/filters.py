@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from target_planhat.paths import CompiledPath, PathError
@@ -32,6 +33,15 @@ def _candidates(path: CompiledPath, record: Any) -> list[Any]:
         elif value is not None:
             out.append(value)
     return out
+
+
+def _plain(value: Any) -> Any:
+    """Config numbers arrive as ``Decimal`` (the SDK's config parser); records carry floats."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _comparable(left: Any, right: Any) -> bool:
@@ -67,7 +77,7 @@ class _Where:
             raise FilterError(f"{setting}.path: {exc}") from None
         if op not in _NO_VALUE_OPS and "value" not in spec:
             raise FilterError(f"{setting}.value: op {op!r} needs a value")
-        value = spec.get("value")
+        value = _plain(spec.get("value"))
         self.label = f"{path.expression} {op}" + ("" if op in _NO_VALUE_OPS else f" {value!r}")
         self.test = self._compile(setting, path, op, value)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,8 @@ def _positive(config: Mapping[str, Any], name: str, default: float) -> float:
     value = config.get(name, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    # Decimal: the SDK parses config files with floats as Decimal.
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value <= 0:
         raise ConfigError(f"{name}: must be a positive number, got {value!r}")
     return float(value)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 import typing as t
 
 import fastjsonschema
@@ -91,6 +92,11 @@ class PlanhatSink(BatchSink):
         return min(pending, self._draining_from)
 
     @property
+    def pending_since(self) -> float | None:
+        """``time.monotonic()`` when the oldest activity waiting in the batch arrived."""
+        return (self._pending_batch or {}).get("first_at")
+
+    @property
     def is_full(self) -> bool:
         items = (self._pending_batch or {}).get("items")
         if not items:
@@ -125,6 +131,7 @@ class PlanhatSink(BatchSink):
         if items is None:
             items = context["items"] = []
             context["first_seq"] = runtime.seq
+            context["first_at"] = time.monotonic()
         items.append((key, body, activity["action"]))
         self._batch_bytes += len(body) + 1
 

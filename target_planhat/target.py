@@ -31,6 +31,18 @@ from target_planhat.runtime import Runtime
 from target_planhat.settings import SCHEMA, ConfigError, compile_settings
 from target_planhat.shutdown import StopRequested
 from target_planhat.sinks import NOT_PENDING, PlanhatSink
+from target_planhat.stdin import IdleAwareLines
+
+
+class _IdleAwareReader(LineReader):
+    """stdin through ``IdleAwareLines``, so checkpoints happen while the tap is quiet."""
+
+    on_idle: t.Callable[[], None] | None = None
+    idle_seconds: float = 1.0
+
+    @property
+    def default_input(self) -> t.Iterable[str]:  # type: ignore[override]
+        return IdleAwareLines(sys.stdin.buffer, self.on_idle, self.idle_seconds)
 
 
 class TargetPlanhat(Target):
@@ -39,7 +51,7 @@ class TargetPlanhat(Target):
     name = "target-planhat"
     config_jsonschema = SCHEMA
     default_sink_class = PlanhatSink
-    message_reader_class = LineReader
+    message_reader_class = _IdleAwareReader
 
     #: The instance the CLI created, so ``main`` can finish it after an exception.
     current: t.ClassVar[TargetPlanhat | None] = None
@@ -55,6 +67,11 @@ class TargetPlanhat(Target):
         self._pending_states: deque[tuple[int, dict, float]] = deque()
         self._last_written: dict | None = None
         self._next_report = time.monotonic() + self.runtime.settings.checkpoint_seconds
+        self._next_check = 0.0
+        reader = self.message_reader
+        if isinstance(reader, _IdleAwareReader):
+            reader.on_idle = self._on_idle
+            reader.idle_seconds = min(1.0, self.runtime.settings.checkpoint_seconds / 2)
 
     def _validate_config(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         # Internal hook, overridden so the token is masked before the SDK logs anything about
@@ -102,20 +119,33 @@ class TargetPlanhat(Target):
     def _after_message(self) -> None:
         runtime = self._rt
         runtime.guard.check()
-        if self._pending_states:
-            if runtime.acked_since_check:
-                runtime.acked_since_check = False
-                self.write_acknowledged_state()
-            if (
-                self._pending_states
-                and time.monotonic() - self._pending_states[0][2]
-                >= runtime.settings.checkpoint_seconds
-            ):
-                self.logger.debug("checkpoint_seconds reached: draining all sinks")
-                self.drain_all()
+        if runtime.acked_since_check and self._pending_states:
+            runtime.acked_since_check = False
+            self.write_acknowledged_state()
         now = time.monotonic()
+        if now >= self._next_check:
+            self._checkpoint_if_due(now)
+
+    def _on_idle(self) -> None:
+        """Called while no input arrives: the tap is quiet, checkpoints must not wait for it."""
+        self._rt.guard.check()
+        self._checkpoint_if_due(time.monotonic())
+
+    def _checkpoint_if_due(self, now: float) -> None:
+        """Drain when a STATE or a batched activity has waited ``checkpoint_seconds``."""
+        runtime = self._rt
+        period = runtime.settings.checkpoint_seconds
+        self._next_check = now + min(0.2, period / 4)
+        oldest = [self._pending_states[0][2]] if self._pending_states else []
+        for sink in self._sinks_active.values():
+            since = sink.pending_since if isinstance(sink, PlanhatSink) else None
+            if since is not None:
+                oldest.append(since)
+        if oldest and now - min(oldest) >= period:
+            self.logger.debug("checkpoint_seconds reached: draining all sinks")
+            self.drain_all()
         if now >= self._next_report:
-            self._next_report = now + runtime.settings.checkpoint_seconds
+            self._next_report = now + period
             runtime.report.emit("running")
 
     # --- STATE -------------------------------------------------------------------------------

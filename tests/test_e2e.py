@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,31 @@ def test_about(fmt: list[str]) -> None:
     text = completed.stdout.decode()
     for setting in ("tenant_token", "mapping", "event_filters", "max_request_bytes", "dry_run"):
         assert setting in text
+
+
+def test_quiet_tap_still_gets_checkpoints(tmp_path: Path) -> None:
+    """A tap that pauses (waiting on Amplitude's export) does not hold STATE or batches back."""
+    with PlanhatReceiver() as planhat:
+        config = write_config(tmp_path, http_config(tmp_path, planhat, checkpoint_seconds=0.5))
+        process = subprocess.Popen(
+            [TARGET_BIN, "--config", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(singer_lines([event(i) for i in range(1, 8)]).encode())
+        process.stdin.flush()
+        started = time.monotonic()
+        line = process.stdout.readline()  # stdin stays open: only the idle timer can do this
+        waited = time.monotonic() - started
+        assert json.loads(line) == {"bookmarks": {"events": {"n": 7}}}
+        assert waited < 5
+        assert sorted(a["info"]["n"] for a in planhat.acknowledged_activities()) == list(
+            range(1, 8)
+        )
+        process.stdin.write(singer_lines([event(8)]).encode())
+        process.stdin.close()
+        assert process.stdout.read().splitlines() == [b'{"bookmarks": {"events": {"n": 1}}}']
+        assert process.wait(timeout=30) == 0

@@ -201,3 +201,13 @@ def test_custom_stream_globs() -> None:
     assert not stream_selector([])("events")
     with pytest.raises(FilterError, match="streams"):
         stream_selector("events")  # type: ignore[arg-type]
+
+
+def test_config_decimals_compare_like_the_floats_in_records() -> None:
+    """The SDK parses config files with floats as Decimal; 0.1 must still equal 0.1."""
+    from decimal import Decimal
+
+    record = {"event_properties": {"ratio": 0.1}}
+    assert decide(where("eq", "$.event_properties.ratio", Decimal("0.1")), record) is None
+    assert decide(where("in", "$.event_properties.ratio", [Decimal("0.1")]), record) is None
+    assert decide(where("gt", "$.event_properties.ratio", Decimal("0.05")), record) is None
