@@ -9,7 +9,7 @@ test in ``tests/test_paths.py`` holds them to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from jsonpath_ng import jsonpath as jp
@@ -46,10 +46,72 @@ def _plain_steps(node: jp.JSONPath) -> tuple[Step, ...] | None:
     return None
 
 
-class CompiledPath:
-    """One JSONPath, parsed once. ``values(doc)`` returns every matched value, in order."""
+_MISSING = object()
 
-    __slots__ = ("_expr", "_steps", "expression")
+
+def _walk(steps: tuple[Step, ...]) -> Callable[[Any], list[Any]]:
+    """A function returning ``[value]`` at the end of ``steps`` in ``doc``, or ``[]``.
+
+    One and two field names (``$.user_id``, ``$.groups.company``: nearly every mapping path)
+    get straight-line functions; anything longer walks the steps.
+    """
+    if not steps:
+        return lambda doc: [doc]
+    if len(steps) == 1 and type(steps[0]) is str:
+        key = steps[0]
+
+        def one(doc: Any) -> list[Any]:
+            if isinstance(doc, dict):
+                value = doc.get(key, _MISSING)
+                if value is not _MISSING:
+                    return [value]
+            return []
+
+        return one
+    if len(steps) == 2 and type(steps[0]) is str and type(steps[1]) is str:
+        first, second = steps
+
+        def two(doc: Any) -> list[Any]:
+            if isinstance(doc, dict):
+                value = doc.get(first, _MISSING)
+                if isinstance(value, dict):
+                    value = value.get(second, _MISSING)
+                    if value is not _MISSING:
+                        return [value]
+            return []
+
+        return two
+
+    def walk(doc: Any) -> list[Any]:
+        value = doc
+        for step in steps:
+            if type(step) is str:
+                if not isinstance(value, dict):
+                    return []
+                value = value.get(step, _MISSING)
+                if value is _MISSING:
+                    return []
+            else:
+                if not isinstance(value, (list, tuple)):
+                    return []
+                if not -len(value) <= step < len(value):
+                    return []
+                value = value[step]
+        return [value]
+
+    return walk
+
+
+class CompiledPath:
+    """One JSONPath, parsed once. ``values(doc)`` returns every matched value, in order.
+
+    ``values`` is a per-instance function (no bound method is made per call): the direct walk
+    for a plain path, jsonpath-ng's ``find`` for the rest.
+    """
+
+    __slots__ = ("_expr", "_steps", "expression", "values")
+
+    values: Callable[[Any], list[Any]]
 
     def __init__(self, expression: str) -> None:
         if not isinstance(expression, str) or not expression.strip():
@@ -60,6 +122,11 @@ class CompiledPath:
         except Exception as exc:  # jsonpath-ng raises several unrelated types
             raise PathError(f"invalid JSONPath {expression!r}: {exc}") from None
         self._steps = _plain_steps(self._expr)
+        if self._steps is None:
+            find = self._expr.find
+            self.values = lambda doc: [match.value for match in find(doc)]
+        else:
+            self.values = _walk(self._steps)
 
     @property
     def is_plain(self) -> bool:
@@ -73,31 +140,10 @@ class CompiledPath:
             return self._steps[-1]
         return None
 
-    def values(self, doc: Any) -> list[Any]:
-        steps = self._steps
-        if steps is None:
-            return [match.value for match in self._expr.find(doc)]
-        value = doc
-        for step in steps:
-            if type(step) is str:
-                if not isinstance(value, dict):
-                    return []
-                value = value.get(step, _MISSING)
-                if value is _MISSING:
-                    return []
-            else:
-                if not isinstance(value, (list, tuple)) or not value:
-                    return []
-                if not -len(value) <= step < len(value):
-                    return []
-                value = value[step]
-        return [value]
-
     def __repr__(self) -> str:
         return f"CompiledPath({self.expression!r})"
 
 
-_MISSING = object()
 
 
 def compile_paths(expressions: Sequence[str]) -> list[CompiledPath]:
