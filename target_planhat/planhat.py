@@ -6,10 +6,14 @@ the real one, because the tenant token is part of the path.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
+import socket
+import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +21,8 @@ from urllib.parse import urlsplit
 
 import backoff
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from target_planhat import redact
 from target_planhat.shutdown import ShutdownGuard
@@ -77,6 +83,45 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
+class _DeadlineAdapter(HTTPAdapter):
+    """Knows its connections, so a whole request can be cut off at a deadline.
+
+    ``requests``' read timeout bounds each wait for a byte, not the answer: a server that drips
+    one byte a second keeps a POST (and a SIGTERM waiting for it) going for ever. ``abort()``
+    shuts the sockets down from a timer thread; the blocked read then ends at once.
+    """
+
+    def __init__(self) -> None:
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        connections = self.connections
+
+        def tracked(base: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
+            class Tracked(base):  # type: ignore[valid-type, misc]
+                def _new_conn(self) -> Any:
+                    conn = super()._new_conn()
+                    connections.add(conn)
+                    return conn
+
+            return Tracked
+
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": tracked(HTTPConnectionPool),
+            "https": tracked(HTTPSConnectionPool),
+        }
+
+    def abort(self) -> None:
+        """Cut every connection (only one request is ever in flight)."""
+        for conn in list(self.connections):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
 @dataclass
 class SendStats:
     """What the client did, read by the delivery report."""
@@ -105,7 +150,11 @@ class PlanhatClient:
         self._timeout = (min(10.0, request_timeout), request_timeout)
         self._max_retry_seconds = max_retry_seconds
         self._guard = guard or ShutdownGuard()
+        self._request_timeout = request_timeout
+        self._adapter = _DeadlineAdapter()
         self._session = requests.Session()
+        self._session.mount("http://", self._adapter)
+        self._session.mount("https://", self._adapter)
         self._session.headers.update(
             {"Content-Type": "application/json", "User-Agent": user_agent}
         )
@@ -118,6 +167,7 @@ class PlanhatClient:
             on_backoff=self._on_backoff,
             on_giveup=self._on_giveup,
             raise_on_giveup=True,
+            logger=None,  # _on_backoff and _on_giveup log, with the reason and the wait
         )(self._attempt)
 
     def close(self) -> None:
@@ -174,14 +224,37 @@ class PlanhatClient:
         self._guard.check()
         self.stats.requests += 1
         self.stats.bytes_sent += len(body)
+        cut = threading.Event()
+
+        def cut_off() -> None:
+            cut.set()
+            self._adapter.abort()
+
+        deadline = threading.Timer(self._request_timeout, cut_off)
+        deadline.daemon = True
         try:
             with self._guard.request():
-                response = self._session.post(
-                    self._url, data=body, timeout=self._timeout, allow_redirects=False
-                )
+                deadline.start()
+                try:
+                    response = self._session.post(
+                        self._url, data=body, timeout=self._timeout, allow_redirects=False
+                    )
+                finally:
+                    deadline.cancel()
         except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
             raise _Retryable(f"{type(exc).__name__} connecting to {self.safe_url}") from None
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            if cut.is_set():
+                self.stats.unconfirmed_requests += 1
+                raise _Retryable(
+                    f"no complete answer within request_timeout={self._request_timeout:g}s",
+                    unconfirmed=True,
+                ) from None
+            if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                self.stats.unconfirmed_requests += 1
+                raise _Retryable(
+                    f"answer cut off ({redact.redact(type(exc).__name__)})", unconfirmed=True
+                ) from None
             # Refused before sending: nothing arrived. Reset or dropped later: it may have.
             refused = "NewConnectionError" in repr(exc) or "Connection refused" in repr(exc)
             if not refused:
@@ -189,7 +262,7 @@ class PlanhatClient:
             raise _Retryable(
                 f"connection error ({redact.redact(type(exc).__name__)})", unconfirmed=not refused
             ) from None
-        except (requests.Timeout, requests.exceptions.ChunkedEncodingError):
+        except requests.Timeout:
             self.stats.unconfirmed_requests += 1
             raise _Retryable(
                 f"no answer within request_timeout={self._timeout[1]:g}s", unconfirmed=True
@@ -201,6 +274,15 @@ class PlanhatClient:
         status = response.status_code
         if 200 <= status < 300:
             response.close()
+            if cut.is_set():
+                # The status line came in time, the rest of the answer did not: Planhat said 2xx.
+                logger.warning(
+                    "POST %s: answer HTTP %d cut off at request_timeout=%gs after its status "
+                    "line; counted as acknowledged",
+                    self.safe_url,
+                    status,
+                    self._request_timeout,
+                )
             return
         excerpt = redact.redact(response.text[:_BODY_EXCERPT].replace("\n", " "))
         reason = f"HTTP {status} {response.reason or ''}".strip()

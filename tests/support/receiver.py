@@ -189,6 +189,7 @@ class PlanhatReceiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.settle()
         self._server.shutdown()
         self._server.server_close()
 
@@ -204,6 +205,16 @@ class PlanhatReceiver:
         with self._lock:
             self.received.append(record)
         return record
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until every request that arrived has been recorded (its handler decided)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= self._count:
+                    return True
+            time.sleep(0.01)
+        return False
 
     @property
     def arrivals(self) -> int:
