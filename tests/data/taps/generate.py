@@ -274,24 +274,35 @@ def _singer_strftime(moment: dt.datetime) -> str:
 
 
 def _singer_transform(value: Any, schema: dict[str, Any]) -> Any:
-    """singer.Transformer for the flat schemas these taps use (null first, then the type)."""
+    """singer.Transformer.transform_recur for the flat schemas these taps use.
+
+    singer-python tries the types in order with ``null`` moved last, so ``None`` under
+    ``["null", "boolean"]`` becomes ``bool(None) == False`` and ``""`` under a string stays ``""``.
+    """
     types = schema["type"]
     types = types if isinstance(types, list) else [types]
-    if value is None or value == "":
-        return None
+    types = [t for t in types if t != "null"] + (["null"] if "null" in types else [])
     for kind in types:
         if kind == "null":
+            if value is None or value == "":
+                return None
             continue
         if schema.get("format") == "date-time":
+            if value is None or value == "":
+                continue
             parsed = value if isinstance(value, dt.datetime) else _parse_any(value)
             return _singer_strftime(parsed)
         if kind == "string":
+            if value is None:
+                continue
             return str(value)
-        if kind == "integer":
-            return int(value)
-        if kind == "number":
-            return float(value)
+        if kind in ("integer", "number"):
+            if value is None:
+                continue
+            return int(value) if kind == "integer" else float(value)
         if kind == "boolean":
+            if isinstance(value, str) and value.lower() == "false":
+                return False
             return bool(value)
     raise AssertionError(f"no type for {value!r} in {schema}")
 
