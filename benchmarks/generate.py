@@ -155,8 +155,13 @@ def write(path: Path, n: int, seed: int = 7) -> Path:
     with open(path, "wb") as out:
         out.write(
             orjson.dumps(
-                {"type": "SCHEMA", "stream": STREAM, "schema": SCHEMA, "key_properties": ["uuid"],
-                 "bookmark_properties": ["server_upload_time"]}
+                {
+                    "type": "SCHEMA",
+                    "stream": STREAM,
+                    "schema": SCHEMA,
+                    "key_properties": ["uuid"],
+                    "bookmark_properties": ["server_upload_time"],
+                }
             )
             + b"\n"
         )

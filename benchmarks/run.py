@@ -31,7 +31,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
 import floor  # noqa: E402
 import generate  # noqa: E402
@@ -43,17 +42,23 @@ TARGET = str(BIN / "target-planhat")
 TOKEN = "bench-token"
 
 
-def _spawn(argv: list[str], workdir: Path) -> tuple[float, int, int, str]:
-    """Run ``argv``; return (seconds, exit code, peak RSS in kB, stderr)."""
+def _spawn(
+    argv: list[str], workdir: Path, events_file: Path, env: dict[str, str] | None = None
+) -> tuple[float, int, int, str]:
+    """Run ``argv`` with ``events_file`` as stdin (as Meltano pipes a tap into a target).
+
+    Return (seconds, exit code, peak RSS in kB of that process, stderr).
+    """
     out = open(workdir / "stdout", "wb")  # noqa: SIM115
     err = open(workdir / "stderr", "wb")  # noqa: SIM115
+    stdin = open(events_file, "rb")  # noqa: SIM115
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir)
+    proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err, cwd=workdir, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    out.close()
-    err.close()
+    for handle in (stdin, out, err):
+        handle.close()
     return seconds, proc.returncode, usage.ru_maxrss, (workdir / "stderr").read_text()
 
 
@@ -66,7 +71,10 @@ def _report(stderr: str) -> dict[str, Any]:
     return found
 
 
-def run_target(events_file: Path, receiver: FastReceiver, expected: int) -> tuple[float, int]:
+def run_target(
+    events_file: Path, receiver: FastReceiver, expected: int, pythonpath: str | None = None
+) -> tuple[float, int]:
+    """(a): the CLI; ``pythonpath`` runs another copy of the package (a before/after check)."""
     with tempfile.TemporaryDirectory(prefix="bench-a-") as tmp:
         workdir = Path(tmp)
         config = {
@@ -77,8 +85,12 @@ def run_target(events_file: Path, receiver: FastReceiver, expected: int) -> tupl
         }
         (workdir / "config.json").write_text(json.dumps(config))
         receiver.reset()
-        argv = [TARGET, "--config", "config.json", "--input", str(events_file)]
-        seconds, code, rss, stderr = _spawn(argv, workdir)
+        env = None
+        if pythonpath:
+            env = {**os.environ, "PYTHONPATH": pythonpath}
+        seconds, code, rss, stderr = _spawn(
+            [TARGET, "--config", "config.json"], workdir, events_file, env
+        )
         if code != 0:
             sys.exit(f"target-planhat failed ({code}):\n{stderr[-3000:]}")
         sent = _report(stderr).get("sent")
@@ -97,11 +109,8 @@ def run_noop(events_file: Path) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="bench-b-") as tmp:
         workdir = Path(tmp)
         (workdir / "config.json").write_text("{}")
-        argv = [
-            sys.executable, str(HERE / "noop_target.py"),
-            "--config", "config.json", "--input", str(events_file),
-        ]  # fmt: skip
-        seconds, code, rss, stderr = _spawn(argv, workdir)
+        argv = [sys.executable, str(HERE / "noop_target.py"), "--config", "config.json"]
+        seconds, code, rss, stderr = _spawn(argv, workdir, events_file)
         if code != 0:
             sys.exit(f"noop target failed ({code}):\n{stderr[-3000:]}")
         return seconds, rss
@@ -128,6 +137,12 @@ def main() -> None:
     parser.add_argument("--rss", action="store_true", help="also peak RSS of (a) at 1M events")
     parser.add_argument("--rss-events", type=int, default=1_000_000)
     parser.add_argument("--skip-shapes", action="store_true")
+    parser.add_argument(
+        "--also",
+        metavar="PYTHONPATH",
+        help="also run (a') target-planhat with this PYTHONPATH first (a copy of target_planhat "
+        "with a proposed change): before/after in one run",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, FastReceiver() as receiver:
@@ -138,7 +153,7 @@ def main() -> None:
             f"{args.events} events, {size / args.events:.0f} bytes/line, "
             f"{expected} with a user_id; {os.cpu_count()} CPUs"
         )
-        rates: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "x": []}
         rss_a: list[int] = []
         for round_no in range(1, args.rounds + 1):
             seconds, rss = run_target(events_file, receiver, expected)
@@ -147,13 +162,20 @@ def main() -> None:
             seconds_b, rss_b = run_noop(events_file)
             rates["b"].append(args.events / seconds_b)
             rates["c"].append(args.events / run_floor(events_file, expected))
+            if args.also:
+                seconds_x, rss_x = run_target(events_file, receiver, expected, args.also)
+                rates["x"].append(args.events / seconds_x)
+                print(
+                    f"round {round_no}: (a') target-planhat with PYTHONPATH={args.also} "
+                    f"{rates['x'][-1]:8,.0f} ev/s (peak RSS {rss_x / 1024:.0f} MB)"
+                )
             print(
                 f"round {round_no}: (a) target-planhat {rates['a'][-1]:8,.0f} ev/s "
                 f"(peak RSS {rss / 1024:.0f} MB) | (b) no-op SDK target {rates['b'][-1]:8,.0f} "
                 f"ev/s (peak RSS {rss_b / 1024:.0f} MB) | (c) floor {rates['c'][-1]:8,.0f} ev/s",
                 flush=True,
             )
-        med = {key: statistics.median(values) for key, values in rates.items()}
+        med = {key: statistics.median(values) for key, values in rates.items() if values}
         print(
             f"medians: (a) {med['a']:,.0f} ev/s  (b) {med['b']:,.0f} ev/s  (c) {med['c']:,.0f} ev/s"
         )
@@ -161,6 +183,11 @@ def main() -> None:
             f"a/b = {med['a'] / med['b']:.2f}  (goal >= 1.0)   "
             f"a/c = {med['a'] / med['c']:.2f}  (goal >= 0.5: within 2x of the floor)"
         )
+        if args.also:
+            print(
+                f"(a') {med['x']:,.0f} ev/s: a'/a = {med['x'] / med['a']:.2f}  "
+                f"a'/b = {med['x'] / med['b']:.2f}  a'/c = {med['x'] / med['c']:.2f}"
+            )
         peak_small = max(rss_a)
         print(f"peak RSS (a) at {args.events:,} events: {peak_small / 1024:.0f} MB")
 

@@ -144,7 +144,5 @@ class CompiledPath:
         return f"CompiledPath({self.expression!r})"
 
 
-
-
 def compile_paths(expressions: Sequence[str]) -> list[CompiledPath]:
     return [CompiledPath(expression) for expression in expressions]
