@@ -62,8 +62,9 @@ class LineReader(GenericSingerReader[str]):
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError:
-            # orjson refuses NaN, lone surrogates and integers over 64 bits; the stdlib takes
-            # them, and validation then rejects the record that holds them, with a reason.
+            # orjson refuses NaN/Infinity and lone surrogates; the stdlib takes them, and
+            # validation then rejects the record that holds them, with a reason. (orjson reads
+            # integers over 64 bits as floats, as Planhat's JavaScript would.)
             try:
                 message = json.loads(line)
             except (ValueError, RecursionError) as exc:
@@ -94,9 +95,35 @@ class LineReader(GenericSingerReader[str]):
                 raise InputError(
                     f"input line {self.line_number}: unknown Singer message type {kind!r}"
                 )
+            problem = _shape_problem(kind, message)
+            if problem:
+                raise InputError(f"input line {self.line_number}: {kind} message {problem}")
             callback(message)
             stats[kind] += 1
         return Counter(**stats)
+
+
+# What each message must hold, beyond what the SDK checks: a wrong type there makes the SDK fail
+# deep inside (``pop expected at most 1 argument``) instead of naming the line.
+_SHAPES: dict[str, tuple[tuple[str, type, bool], ...]] = {
+    "RECORD": (("stream", str, True), ("record", dict, True)),
+    "SCHEMA": (("stream", str, True), ("schema", dict, True), ("key_properties", list, False)),
+    "ACTIVATE_VERSION": (("stream", str, True),),
+    "BATCH": (("stream", str, True),),
+}
+
+
+def _shape_problem(kind: str, message: dict) -> str | None:
+    for key, expected, required in _SHAPES.get(kind, ()):
+        value = message.get(key)
+        if value is None:
+            if required:
+                return f"has no {key!r}"
+            continue
+        if not isinstance(value, expected):
+            what = "an object" if expected is dict else f"a {expected.__name__}"
+            return f"{key!r} must be {what}, got {type(value).__name__}"
+    return None
 
 
 def describe_input_error(exc: BaseException, line_number: int) -> str:

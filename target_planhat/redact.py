@@ -54,7 +54,12 @@ def install() -> None:
             record.msg = redact(message)
             record.args = None
             if record.exc_info and record.exc_info[1] is not None:
-                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+                text = logging.Formatter().formatException(record.exc_info)
+                record.exc_text = redact(text)
+                if record.exc_text != text:
+                    # Formatters that render the exception object themselves (the SDK's
+                    # StructuredFormatter) would print the secret: they get the text only.
+                    record.exc_info = None
             if record.stack_info:
                 record.stack_info = redact(record.stack_info)
         return record

@@ -8,6 +8,8 @@ and reason.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -26,27 +28,74 @@ class RejectedRecord(Exception):
     """Raised with ``on_invalid_record: fail``; the message names the record and the reason."""
 
 
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+# A rejected record may be what orjson cannot encode (lone surrogates, 300 levels of nesting):
+# the stdlib then writes it, with anything deeper than this replaced by a marker.
+_MAX_KEPT_DEPTH = 100
+
+
 def _encode(value: Any) -> bytes:
-    return orjson.dumps(
-        value,
-        default=str,
-        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z,
-    )
+    return orjson.dumps(value, default=str, option=_OPTIONS)
 
 
-def _keepable(value: Any) -> Any:
-    """The value itself, or a truncated JSON excerpt when it is huge or cannot be encoded."""
+def _clip(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with containers below ``_MAX_KEPT_DEPTH`` levels replaced by a marker."""
+    if isinstance(value, dict):
+        if depth >= _MAX_KEPT_DEPTH:
+            return f"<object nested deeper than {_MAX_KEPT_DEPTH} levels>"
+        return {str(k): _clip(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if depth >= _MAX_KEPT_DEPTH:
+            return f"<array nested deeper than {_MAX_KEPT_DEPTH} levels>"
+        return [_clip(v, depth + 1) for v in value]
+    return value
+
+
+def _json(value: Any) -> bytes:
+    """Valid JSON for any record: orjson, else the stdlib with ``\\uXXXX`` escapes, else a note.
+
+    The stdlib keeps a lone surrogate as its escape (the record as received) and writes NaN as
+    ``NaN``, which is not JSON: non-finite numbers become ``null`` like orjson writes them.
+    """
     try:
-        encoded = _encode(value)
+        return _encode(value)
     except (orjson.JSONEncodeError, TypeError) as exc:
-        return {"unencodable": str(exc), "repr_excerpt": repr(value)[:_MAX_KEPT_BYTES]}
+        problem = str(exc)
+    try:
+        text = json.dumps(
+            _finite(_clip(value)),
+            ensure_ascii=True,
+            default=str,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+    except (ValueError, TypeError, RecursionError) as exc:
+        return _encode({"unencodable": f"{problem}; {exc}"})
+    return text.encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _kept(value: Any) -> bytes:
+    """JSON of the value itself, or of a truncated excerpt when it is huge."""
+    encoded = _json(value)
     if len(encoded) <= _MAX_KEPT_BYTES:
-        return value
-    return {
-        "truncated": True,
-        "original_bytes": len(encoded),
-        "excerpt": encoded[:_MAX_KEPT_BYTES].decode("utf-8", errors="replace"),
-    }
+        return encoded
+    return _encode(
+        {
+            "truncated": True,
+            "original_bytes": len(encoded),
+            "excerpt": encoded[:_MAX_KEPT_BYTES].decode("utf-8", errors="ignore"),
+        }
+    )
 
 
 def describe(record: Any, key_fields: tuple[str, ...] = ("$insert_id", "insert_id", "uuid")) -> str:
@@ -86,16 +135,22 @@ class DeadLetterFile:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open for the run
-        entry = {
+        head = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
             "stream": stream,
             "reason": reason,
             "detail": redact.redact(detail),
             "input_line": line_number,
-            "record": _keepable(record),
-            "activity": _keepable(activity) if activity is not None else None,
         }
-        line = _encode(entry)
+        # Built from parts so a record orjson refuses still gets a valid JSON line.
+        line = (
+            _json(head)[:-1]
+            + b',"record":'
+            + _kept(record)
+            + b',"activity":'
+            + (_kept(activity) if activity is not None else b"null")
+            + b"}"
+        )
         self._handle.write(redact.redact(line.decode("utf-8", errors="replace")).encode() + b"\n")
         self._handle.flush()
 

@@ -7,6 +7,7 @@ records came in and none went out.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -72,15 +73,24 @@ class DeliveryReport:
     def emit(self, status: str) -> dict[str, Any]:
         """Log the report as one JSON line on stderr and write it to ``report_path`` if set."""
         data = self.as_dict(status)
-        line = orjson.dumps(data).decode()
+        try:
+            line = orjson.dumps(data).decode()
+        except orjson.JSONEncodeError:
+            # A stream name or action from the input may hold a lone surrogate (invalid UTF-8
+            # on stdin): the stdlib escapes it instead of failing the run at its very end.
+            line = json.dumps(data, ensure_ascii=True, separators=(",", ":"), default=str)
         # A bare JSON line, not a log record, so a tool can parse stderr for it.
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(line + "\n", encoding="utf-8")
-            tmp.replace(self.path)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.write_text(line + "\n", encoding="utf-8")
+                tmp.replace(self.path)
+            except OSError as exc:
+                # The run's outcome must not be replaced by a failure to write its summary.
+                logger.error("report_path: cannot write %r: %s", str(self.path), exc)
         return data
 
     def warn_if_nothing_delivered(self) -> None:

@@ -38,31 +38,54 @@ def _default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidActivity("invalid_utf8", "a bytes value is not valid UTF-8") from None
     if isinstance(value, dt.date):
         return value.isoformat()
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+# orjson refuses to encode deeper than this (its ``Recursion limit reached``); the walk below stops
+# there too, so a 1,000-level record is rejected as ``too_deep`` instead of overflowing the stack.
+MAX_DEPTH = 254
+
+
 def _find_non_finite(value: Any, where: str) -> str | None:
-    """Path of the first NaN/Infinity inside ``value``: orjson would quietly write ``null``."""
-    kind = type(value)
-    if kind is float:
-        return None if math.isfinite(value) else where
-    if kind is dict:
-        for key, item in value.items():
-            item_kind = type(item)
-            if item_kind is str or item_kind is int or item_kind is bool or item is None:
+    """Path of the first NaN/Infinity inside ``value``: orjson would quietly write ``null``.
+
+    Iterative, so depth costs no Python stack; raises ``InvalidActivity("too_deep")`` past
+    :data:`MAX_DEPTH` (orjson could not encode it anyway).
+    """
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                return path
+            continue
+        if kind is dict:
+            children: Any = item.items()
+        elif kind is list or kind is tuple:
+            children = enumerate(item)
+        else:
+            if isinstance(item, float) and not math.isfinite(item):
+                return path
+            continue
+        if depth >= MAX_DEPTH:
+            raise InvalidActivity(
+                "too_deep", f"{where} is nested more than {MAX_DEPTH} levels deep"
+            )
+        pending = []
+        for key, child in children:
+            child_kind = type(child)
+            if child_kind is str or child_kind is int or child_kind is bool or child is None:
                 continue
-            found = _find_non_finite(item, f"{where}.{key}")
-            if found:
-                return found
-    elif kind is list:
-        for index, item in enumerate(value):
-            if type(item) is not str:
-                found = _find_non_finite(item, f"{where}[{index}]")
-                if found:
-                    return found
+            step = f"{path}.{key}" if kind is dict else f"{path}[{key}]"
+            pending.append((child, step, depth + 1))
+        stack.extend(reversed(pending))  # depth-first, in document order
     return None
 
 
