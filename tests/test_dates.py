@@ -6,6 +6,8 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from target_planhat.dates import to_iso_utc
 
@@ -121,3 +123,25 @@ def test_equal_instants_give_equal_text_whatever_the_form():
 def test_idempotent(value):
     once = to_iso_utc(value)
     assert to_iso_utc(once) == once
+
+
+_LAYOUTS = [
+    lambda m: m.strftime("%Y-%m-%d %H:%M:%S.%f"),  # raw export
+    lambda m: m.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),  # singer-python
+    lambda m: m.replace(tzinfo=UTC).isoformat(),  # Airbyte (drops a zero fraction)
+    lambda m: m.isoformat(timespec="milliseconds") + "Z",
+    lambda m: m.isoformat(timespec="seconds") + "Z",
+    lambda m: m.isoformat(timespec="milliseconds") + "+00:00",
+    lambda m: m.strftime("%Y-%m-%dT%H:%M:%S"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+    st.sampled_from(range(len(_LAYOUTS))),
+)
+def test_text_fast_path_agrees_with_datetime_formatting(moment, layout):
+    text = _LAYOUTS[layout](moment)
+    expected_moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+    assert to_iso_utc(text) == to_iso_utc(expected_moment)
