@@ -19,6 +19,10 @@ _installed = False
 def register(secret: object) -> None:
     """Remember a secret (ignored when empty or too short to be one) and start redacting logs."""
     global _secrets
+    if isinstance(secret, (int, float)) and not isinstance(secret, bool):
+        # A token typed as a number in the config is refused by the config check, whose message
+        # quotes the value: it is still the secret.
+        secret = str(secret)
     if not isinstance(secret, str) or len(secret) < 4:
         return
     with _lock:
@@ -49,10 +53,15 @@ def install() -> None:
         if _secrets:
             try:
                 message = record.getMessage()
-            except Exception:  # a broken format string must not break logging
-                message = str(record.msg)
-            record.msg = redact(message)
-            record.args = None
+            except Exception:  # a broken format string must not break logging (or leak args)
+                record.msg = redact(str(record.msg))
+                record.args = None
+            else:
+                redacted = redact(message)
+                if redacted != message:
+                    record.msg = redacted
+                    record.args = None
+                # Otherwise msg and args stay: structured formatters read them (SDK metrics).
             if record.exc_info and record.exc_info[1] is not None:
                 text = logging.Formatter().formatException(record.exc_info)
                 record.exc_text = redact(text)

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from target_planhat import redact
 from target_planhat.planhat import SendStats
 
 logger = logging.getLogger("target_planhat.report")
@@ -79,6 +80,9 @@ class DeliveryReport:
             # A stream name or action from the input may hold a lone surrogate (invalid UTF-8
             # on stdin): the stdlib escapes it instead of failing the run at its very end.
             line = json.dumps(data, ensure_ascii=True, separators=(",", ":"), default=str)
+        # Not a log record, so the log redaction does not see it: an action or stream name taken
+        # from the input may hold the tenant token.
+        line = redact.redact(line)
         # A bare JSON line, not a log record, so a tool can parse stderr for it.
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
