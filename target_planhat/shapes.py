@@ -42,7 +42,15 @@ date-time`` strings into ``datetime`` objects and may hand JSON numbers over as 
   object bags are left alone (walking every bag would cost more than the rest of this function);
   the target's JSON encoder handles them. Bags parsed from text never contain Decimals.
 
-:func:`to_canonical` never mutates its input and never raises.
+:func:`to_canonical` never mutates its input and never raises. The returned dict is new, but
+bags that already were objects are the input's own objects (not copied, for speed): callers must
+not mutate them in place. Bags parsed from text are fresh objects every call. A Python-repr bag
+holding ``nan``/``inf`` is not a literal and is reported unparsed. Strings are passed through as
+they are (lone surrogates included: the encoder decides).
+
+Speed (per record, ~50 fields, on the dev container): 5-13 us for object-bag shapes, ~15-19 us
+for the Snowflake shape, ~20 us for Python-repr bags whose text repeats (user/group properties),
+~60 us when none does (``ast.literal_eval``). Time parsing is most of the rest, hence the caches.
 """
 
 from __future__ import annotations
