@@ -25,7 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from target_planhat import redact
-from target_planhat.shutdown import ShutdownGuard
+from target_planhat.shutdown import ShutdownGuard, StopRequested
 
 DEFAULT_API_URL = "https://analytics.planhat.com"
 _LOOPBACK_HOSTS = ("localhost", "::1")
@@ -241,6 +241,10 @@ class PlanhatClient:
                     )
                 finally:
                     deadline.cancel()
+        except StopRequested:
+            # A second signal abandoned the POST: the body may have reached Planhat.
+            self.stats.unconfirmed_requests += 1
+            raise
         except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
             raise _Retryable(f"{type(exc).__name__} connecting to {self.safe_url}") from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
@@ -272,7 +276,9 @@ class PlanhatClient:
                 f"POST {self.safe_url} failed: {redact.redact(type(exc).__name__)}"
             ) from None
         status = response.status_code
-        if 200 <= status < 300:
+        if not 200 <= status < 300:
+            self._guard.release()  # no acknowledgement: a signal may stop the retries now
+        else:
             response.close()
             if cut.is_set():
                 # The status line came in time, the rest of the answer did not: Planhat said 2xx.

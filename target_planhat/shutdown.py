@@ -3,8 +3,15 @@
 The SDK's handler drains all sinks from inside the signal handler; a signal that lands during a
 drain re-enters ``process_batch`` (meltano/sdk#3775). Here a signal never starts work. It either
 stops the run at once (while reading input or waiting between retries), or, during a POST or while
-an acknowledgement is being recorded, lets that finish and stops right after. A second signal
-abandons an in-flight POST, but never interrupts the recording of an acknowledgement.
+an acknowledgement is being recorded, lets that finish and stops at the next ``check()``. A
+second signal abandons an in-flight POST, but never interrupts the recording of an
+acknowledgement.
+
+"Right after" is the next ``check()``, not the end of the critical step: a critical step sits
+inside bookkeeping (the ledger commit inside a batch's delivery); raising at its end would skip
+the rest, and the STATE written on the way out would not cover a batch Planhat acknowledged.
+Between an answer and the ledger commit that records it, a first signal waits too: the answer is
+in hand, and dropping it there would re-send the batch on replay.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ class StopRequested(Exception):
 
 
 class ShutdownGuard:
-    """Decides, when a signal arrives, whether to stop now or right after the current step."""
+    """Decides, when a signal arrives, whether to stop now or at the next ``check()``."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._critical = 0
         self._in_request = False
+        self._answered = False  # a POST came back; its answer is not yet recorded
 
     @property
     def stopping(self) -> bool:
@@ -49,29 +57,43 @@ class ShutdownGuard:
             self.signum = signum
         if self._critical:
             return  # recording an acknowledgement: stop when it is recorded
-        if self._in_request and first:
-            return  # let the in-flight POST finish (bounded by request_timeout)
+        if first and (self._in_request or self._answered):
+            return  # let the in-flight POST finish (bounded by request_timeout) and be recorded
         raise StopRequested(self.signum or signum)
 
     def check(self) -> None:
-        """Raise if a signal arrived; call between steps."""
+        """Raise if a signal arrived; call between steps, not between an answer and its record."""
         if self.signum is not None and not self._critical:
+            self._answered = False
             raise StopRequested(self.signum)
+
+    def release(self) -> None:
+        """The answer that came back is no acknowledgement (not 2xx): nothing to protect."""
+        self._answered = False
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
-        """A step that must not be cut in half (ledger commit, STATE line, dead-letter line)."""
+        """A step that must not be cut in half (ledger commit, STATE line, dead-letter line).
+
+        A signal during it is acted on at the next ``check()``.
+        """
         self._critical += 1
+        self._answered = False  # from here on the critical step protects the answer
         try:
             yield
         finally:
             self._critical -= 1
-        self.check()
 
     @contextlib.contextmanager
     def request(self) -> Iterator[None]:
+        """An HTTP request; when it comes back, its answer stays protected until ``critical()``
+        (or ``check()``) takes over."""
         self._in_request = True
+        self._answered = False
         try:
             yield
-        finally:
+        except BaseException:
             self._in_request = False
+            raise
+        self._answered = True
+        self._in_request = False

@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         if action.delay:
-            time.sleep(action.delay)
+            receiver._closing.wait(action.delay)  # cut short when the receiver closes
         ok = 200 <= action.status < 300 and self.path == receiver.expected_path
         record = receiver._record(
             index, self.path, body, f"status {action.status}", kept=ok, arrived=arrived
@@ -188,6 +188,7 @@ class PlanhatReceiver:
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._count = 0
+        self._closing = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.receiver = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -202,6 +203,7 @@ class PlanhatReceiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self.settle()
         self._server.shutdown()
         self._server.server_close()

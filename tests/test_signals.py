@@ -1,0 +1,361 @@
+"""SIGTERM / SIGINT: bounded exit, exit code 128+signum, STATE only for what Planhat answered.
+
+The CLI runs as a subprocess; signals are sent with ``os.kill`` at moments the receiver reports
+(a POST has arrived and is being held). Then the test compares the STATE lines with what the
+receiver answered 2xx.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from target_planhat.shutdown import ShutdownGuard, StopRequested
+from tests.support.cli import (
+    TARGET_BIN,
+    base_config,
+    event,
+    schema_message,
+    singer_lines,
+    state_message,
+    write_config,
+)
+from tests.support.receiver import TOKEN, PlanhatReceiver, Reply
+
+BATCH = 10
+
+
+class Target:
+    """The CLI as a subprocess: stdin a pipe, stdout/stderr read by threads."""
+
+    def __init__(self, config: dict, cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [TARGET_BIN, "--config", str(write_config(cwd, config))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+        )
+        self.out = b""
+        self.err = b""
+        self._threads = [
+            threading.Thread(target=self._drain, args=("out",), daemon=True),
+            threading.Thread(target=self._drain, args=("err",), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _drain(self, which: str) -> None:
+        stream = self.proc.stdout if which == "out" else self.proc.stderr
+        assert stream is not None
+        data = stream.read()
+        setattr(self, which, data)
+
+    def send(self, text: str, close: bool = False) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+        if close:
+            self.proc.stdin.close()
+
+    def signal(self, signum: int = signal.SIGTERM) -> float:
+        sent = time.monotonic()
+        self.proc.send_signal(signum)
+        return sent
+
+    def wait(self, timeout: float = 30) -> tuple[int, float]:
+        code = self.proc.wait(timeout=timeout)
+        ended = time.monotonic()
+        for thread in self._threads:
+            thread.join(5)
+        return code, ended
+
+    @property
+    def bookmarks(self) -> list[int]:
+        lines = self.out.decode().splitlines()
+        return [json.loads(line)["bookmarks"]["events"]["n"] for line in lines if line.strip()]
+
+    @property
+    def report(self) -> dict | None:
+        found = None
+        for line in self.err.decode(errors="replace").splitlines():
+            if line.startswith('{"type":"planhat_delivery_report"'):
+                found = json.loads(line)
+        return found
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _wait_until(condition, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def _config(tmp_path: Path, planhat: PlanhatReceiver, **overrides: object) -> dict:
+    settings = {"batch_size_rows": BATCH, "checkpoint_seconds": 30, **overrides}
+    return base_config(tmp_path, tenant_token=TOKEN, api_url=planhat.url, **settings)
+
+
+def _acknowledged(planhat: PlanhatReceiver) -> set[int]:
+    return {a["info"]["n"] for a in planhat.acknowledged_activities()}
+
+
+def _answered(planhat: PlanhatReceiver) -> set[int]:
+    """Events of POSTs whose 2xx answer was fully written (the client could read it)."""
+    return {
+        a["info"]["n"]
+        for r in planhat.requests()
+        if r.kept and r.answered_at is not None
+        for a in r.activities
+    }
+
+
+def _records(first: int, last: int) -> str:
+    lines = []
+    for n in range(first, last + 1):
+        lines.append(json.dumps({"type": "RECORD", "stream": "events", "record": event(n)}))
+        if n % 5 == 0:
+            lines.append(json.dumps(state_message("events", n)))
+    return "\n".join(lines) + "\n"
+
+
+def _slow_third_post(delay: float):
+    """The first two POSTs are answered at once, the third after ``delay`` seconds."""
+    return lambda index, body: Reply(delay=delay) if index == 2 else Reply()
+
+
+# --- a signal during a POST ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigterm_during_slow_post_exits_within_request_timeout(tmp_path: Path) -> None:
+    with PlanhatReceiver(_slow_third_post(30)) as planhat:
+        target = Target(_config(tmp_path, planhat, request_timeout=2), tmp_path)
+        try:
+            target.send(json.dumps(schema_message("events")) + "\n" + _records(1, 50))
+            _wait_until(lambda: planhat.arrivals >= 3)
+            time.sleep(0.3)
+            sent = target.signal()
+            code, ended = target.wait()
+        finally:
+            target.kill()
+    assert code == 128 + signal.SIGTERM
+    assert ended - sent <= 2 + 1.5, ended - sent  # request_timeout + a small bound
+    bookmarks = target.bookmarks
+    assert bookmarks and bookmarks[-1] == 2 * BATCH  # exactly what was acknowledged
+    assert set(range(1, 2 * BATCH + 1)) <= _answered(planhat)
+    report = target.report
+    assert report is not None and report["status"] == "stopped"
+    assert report["unconfirmed_requests"] == 1  # the third POST: kept by Planhat, no answer
+    assert len(planhat.requests()) == 3  # no retry after the signal
+    assert b"Stopped by signal 15" in target.err
+
+
+@pytest.mark.slow
+def test_sigterm_during_post_lets_it_finish_then_stops(tmp_path: Path) -> None:
+    with PlanhatReceiver(_slow_third_post(1.0)) as planhat:
+        target = Target(_config(tmp_path, planhat, request_timeout=5), tmp_path)
+        try:
+            target.send(json.dumps(schema_message("events")) + "\n" + _records(1, 50))
+            _wait_until(lambda: planhat.arrivals >= 3)
+            sent = target.signal()
+            code, ended = target.wait()
+        finally:
+            target.kill()
+    assert code == 143
+    assert ended - sent <= 1.0 + 1.5
+    # The in-flight POST (records 21-30) was answered and recorded, nothing later sent. It was
+    # sent when record 30 filled the batch, before the STATE after 30 was read: the newest STATE
+    # the target had is 25, and it is written.
+    assert target.bookmarks[-1] == 25
+    assert len(planhat.requests()) == 3
+    assert target.report["sent"] == 3 * BATCH
+    assert target.report["unconfirmed_requests"] == 0
+
+
+@pytest.mark.slow
+def test_second_signal_abandons_the_post(tmp_path: Path) -> None:
+    with PlanhatReceiver(_slow_third_post(30)) as planhat:
+        target = Target(_config(tmp_path, planhat, request_timeout=20), tmp_path)
+        try:
+            target.send(json.dumps(schema_message("events")) + "\n" + _records(1, 50))
+            _wait_until(lambda: planhat.arrivals >= 3)
+            target.signal()
+            time.sleep(0.5)
+            assert target.proc.poll() is None  # the first one waits for the POST
+            second = target.signal()
+            code, ended = target.wait()
+        finally:
+            target.kill()
+    assert code == 143
+    assert ended - second <= 1.5
+    assert target.bookmarks[-1] == 2 * BATCH  # not the abandoned POST's records
+    assert target.report["status"] == "stopped"
+    assert target.report["unconfirmed_requests"] == 1  # abandoned: Planhat may have it
+    assert b"Traceback" not in target.err
+
+
+@pytest.mark.slow
+def test_sigint_during_slow_post(tmp_path: Path) -> None:
+    with PlanhatReceiver(_slow_third_post(30)) as planhat:
+        target = Target(_config(tmp_path, planhat, request_timeout=1), tmp_path)
+        try:
+            target.send(json.dumps(schema_message("events")) + "\n" + _records(1, 50))
+            _wait_until(lambda: planhat.arrivals >= 3)
+            sent = target.signal(signal.SIGINT)
+            code, ended = target.wait()
+        finally:
+            target.kill()
+    assert code == 128 + signal.SIGINT
+    assert ended - sent <= 1 + 1.5
+    assert target.bookmarks[-1] == 2 * BATCH
+
+
+# --- a signal while idle -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigterm_while_idle_exits_at_once_with_acknowledged_state(tmp_path: Path) -> None:
+    with PlanhatReceiver() as planhat:
+        target = Target(_config(tmp_path, planhat, checkpoint_seconds=1), tmp_path)
+        try:
+            target.send(json.dumps(schema_message("events")) + "\n" + _records(1, 25))
+            # 20 go out as two full batches; 21-25 wait for checkpoint_seconds, then go too.
+            _wait_until(lambda: len(_acknowledged(planhat)) == 25)
+            time.sleep(0.5)  # the STATE for 25 follows the drain
+            sent = target.signal()
+            code, ended = target.wait()
+        finally:
+            target.kill()
+    assert code == 143
+    assert ended - sent <= 1.0
+    assert target.bookmarks[-1] == 25
+    assert target.report["status"] == "stopped"
+
+
+@pytest.mark.slow
+def test_sigterm_while_idle_with_a_held_batch_stops_without_sending(tmp_path: Path) -> None:
+    with PlanhatReceiver() as planhat:
+        target = Target(_config(tmp_path, planhat, checkpoint_seconds=60), tmp_path)
+        try:
+            target.send(json.dumps(schema_message("events")) + "\n" + _records(1, 25))
+            _wait_until(lambda: len(_acknowledged(planhat)) == 20)
+            time.sleep(0.3)
+            sent = target.signal()
+            code, ended = target.wait()
+        finally:
+            target.kill()
+    assert code == 143
+    assert ended - sent <= 1.0
+    # 21-25 were held (not acknowledged): stopping at once means no STATE for them.
+    assert target.bookmarks[-1] == 20
+    assert len(planhat.requests()) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_storm_never_loses_an_acknowledgement(tmp_path: Path) -> None:
+    """SIGTERM at random moments of fast delivery: every 2xx answer ends up in the ledger."""
+    import random
+    import sqlite3
+
+    rng = random.Random(11)
+    for attempt in range(8):
+        work = tmp_path / f"a{attempt}"
+        work.mkdir()
+        with PlanhatReceiver(lambda i, b: Reply(delay=0.002)) as planhat:
+            config = _config(work, planhat, batch_size_rows=5)
+            target = Target(config, work)
+            try:
+                target.send(singer_lines([event(n) for n in range(1, 301)], state_every=5),
+                            close=True)
+                _wait_until(lambda: planhat.arrivals >= 3)
+                time.sleep(rng.uniform(0, 0.2))
+                target.signal()
+                code, _ = target.wait()
+            finally:
+                target.kill()
+        if code == 0:
+            continue  # finished before the signal
+        assert code == 143
+        db = sqlite3.connect(config["ledger_path"])
+        ledger = {row[0] for row in db.execute("SELECT id FROM acked")}
+        db.close()
+        answered = {f"ins-{n:06d}" for n in _acknowledged(planhat)}
+        assert answered == ledger, attempt
+        assert not target.bookmarks or set(range(1, target.bookmarks[-1] + 1)) <= _acknowledged(
+            planhat)
+
+
+# --- the guard itself ----------------------------------------------------------------------------
+
+
+def test_guard_first_signal_in_request_is_deferred_second_raises() -> None:
+    guard = ShutdownGuard()
+    with guard.request():
+        guard.on_signal(signal.SIGTERM)  # deferred
+        assert guard.stopping
+        with pytest.raises(StopRequested) as info:
+            guard.on_signal(signal.SIGTERM)
+    assert info.value.exit_code == 143
+
+
+def test_guard_never_interrupts_a_critical_step() -> None:
+    guard = ShutdownGuard()
+    with guard.critical():
+        guard.on_signal(signal.SIGINT)
+        guard.on_signal(signal.SIGINT)  # even a second one waits
+        guard.check()  # no stop inside
+    # Acted on at the next check, so the bookkeeping around the step completes first.
+    with pytest.raises(StopRequested) as info:
+        guard.check()
+    assert info.value.exit_code == 130
+
+
+def test_guard_protects_an_answer_until_it_is_recorded() -> None:
+    """A first signal between a 2xx answer and the ledger commit must not drop the answer."""
+    guard = ShutdownGuard()
+    with guard.request():
+        pass  # the POST came back
+    guard.on_signal(signal.SIGTERM)  # lands before runtime.deliver enters critical()
+    recorded = []
+    with guard.critical():
+        recorded.append("ledger")
+    assert recorded == ["ledger"]
+    with pytest.raises(StopRequested):
+        guard.check()
+
+
+def test_guard_second_signal_after_an_answer_still_stops() -> None:
+    guard = ShutdownGuard()
+    with guard.request():
+        pass
+    guard.on_signal(signal.SIGTERM)
+    with pytest.raises(StopRequested):
+        guard.on_signal(signal.SIGTERM)
+
+
+def test_guard_non_2xx_answer_is_not_protected() -> None:
+    guard = ShutdownGuard()
+    with guard.request():
+        pass
+    guard.release()  # a 503: the client waits to retry, a signal must stop that wait at once
+    with pytest.raises(StopRequested):
+        guard.on_signal(signal.SIGTERM)
+
+
+def test_guard_outside_any_step_stops_at_once() -> None:
+    guard = ShutdownGuard()
+    with pytest.raises(StopRequested) as info:
+        guard.on_signal(signal.SIGINT)
+    assert info.value.exit_code == 130
