@@ -48,44 +48,39 @@ def _default(value: Any) -> Any:
 
 
 # orjson refuses to encode deeper than this (its ``Recursion limit reached``); the walk below stops
-# there too, so a 1,000-level record is rejected as ``too_deep`` instead of overflowing the stack.
+# there too, so a 1,000-level record is rejected as ``too_deep`` instead of overflowing the stack
+# (254 frames stay far below Python's recursion limit).
 MAX_DEPTH = 254
 
 
-def _find_non_finite(value: Any, where: str) -> str | None:
+def _find_non_finite(value: Any, where: str, depth: int = 0) -> str | None:
     """Path of the first NaN/Infinity inside ``value``: orjson would quietly write ``null``.
 
-    Iterative, so depth costs no Python stack; raises ``InvalidActivity("too_deep")`` past
-    :data:`MAX_DEPTH` (orjson could not encode it anyway).
+    Raises ``InvalidActivity("too_deep")`` past :data:`MAX_DEPTH` levels of containers.
     """
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        kind = type(item)
-        if kind is float:
-            if not math.isfinite(item):
-                return path
-            continue
-        if kind is dict:
-            children: Any = item.items()
-        elif kind is list or kind is tuple:
-            children = enumerate(item)
-        else:
-            if isinstance(item, float) and not math.isfinite(item):
-                return path
-            continue
+    kind = type(value)
+    if kind is float:
+        return None if math.isfinite(value) else where
+    if kind is dict:
         if depth >= MAX_DEPTH:
-            raise InvalidActivity(
-                "too_deep", f"{where} is nested more than {MAX_DEPTH} levels deep"
-            )
-        pending = []
-        for key, child in children:
-            child_kind = type(child)
-            if child_kind is str or child_kind is int or child_kind is bool or child is None:
+            raise InvalidActivity("too_deep", f"nested more than {MAX_DEPTH} levels deep")
+        for key, item in value.items():
+            item_kind = type(item)
+            if item_kind is str or item_kind is int or item_kind is bool or item is None:
                 continue
-            step = f"{path}.{key}" if kind is dict else f"{path}[{key}]"
-            pending.append((child, step, depth + 1))
-        stack.extend(reversed(pending))  # depth-first, in document order
+            found = _find_non_finite(item, f"{where}.{key}", depth + 1)
+            if found:
+                return found
+    elif kind is list or kind is tuple:
+        if depth >= MAX_DEPTH:
+            raise InvalidActivity("too_deep", f"nested more than {MAX_DEPTH} levels deep")
+        for index, item in enumerate(value):
+            if type(item) is not str:
+                found = _find_non_finite(item, f"{where}[{index}]", depth + 1)
+                if found:
+                    return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return where
     return None
 
 
