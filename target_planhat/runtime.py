@@ -46,6 +46,8 @@ class Runtime:
         self.seq = 0  # RECORD messages read so far
         self.line_number: int | None = None
         self.acked_since_check = False
+        # An activity holding the token would put it in the dry-run file or the request body.
+        self.secret = settings.tenant_token.encode() if len(settings.tenant_token) >= 4 else b""
         self.client: PlanhatClient | None = None
         self.dry_run_file: DryRunFile | None = None
         if settings.dry_run:

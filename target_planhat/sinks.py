@@ -74,6 +74,13 @@ class PlanhatSink(BatchSink):
         self._draining_from = NOT_PENDING
         self._in_batch = False
 
+    def _parse_timestamps_in_record(self, *args: t.Any, **kwargs: t.Any) -> None:
+        # Internal SDK step, skipped on purpose: it turns every `format: date-time` string into a
+        # datetime and raises a bare ValueError (no record, no line) on one it cannot parse. Times
+        # are normalised by shapes.py and checked by validate.py, where a bad one becomes a
+        # `bad_date` rejection naming the record. Skipping it is also the cheaper path.
+        return None
+
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         if not self.validate_schema:
             return None
@@ -123,6 +130,8 @@ class PlanhatSink(BatchSink):
             return
         try:
             body = encode_activity(activity, settings.max_event_bytes)
+            if runtime.secret and runtime.secret in body:
+                raise InvalidActivity("contains_secret", "the activity holds the tenant token")
         except InvalidActivity as exc:
             self._reject(record, activity, exc)
             return

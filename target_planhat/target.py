@@ -34,6 +34,15 @@ from target_planhat.sinks import NOT_PENDING, PlanhatSink
 from target_planhat.stdin import IdleAwareLines
 
 
+def _name_setting(error: str) -> str:
+    """``"'x' is not one of [..] in config['mode']"`` -> ``"mode: 'x' is not one of [..]"``."""
+    message, marker, where = error.partition(" in config[")
+    if not marker:
+        return error
+    setting = ".".join(part.strip("'\"") for part in where.rstrip("]").split("]["))
+    return f"{setting}: {message}"
+
+
 class _IdleAwareReader(LineReader):
     """stdin through ``IdleAwareLines``, so checkpoints happen while the tap is quiet."""
 
@@ -76,8 +85,15 @@ class TargetPlanhat(Target):
     def _validate_config(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         # Internal hook, overridden so the token is masked before the SDK logs anything about
         # the config (validation messages can quote values).
+        # The SDK's own CLI would catch ConfigValidationError and exit 1 with "Config validation
+        # failed"; as a ConfigError it reaches main(), which names the setting and exits 2.
         redact.register(self.config.get("tenant_token"))
-        return super()._validate_config(*args, **kwargs)
+        try:
+            return super()._validate_config(*args, **kwargs)
+        except ConfigValidationError as exc:
+            raise ConfigError(
+                "; ".join(_name_setting(error) for error in exc.errors) or str(exc)
+            ) from None
 
     def _setup_signal_handlers(self) -> None:
         # Internal hook: replace the SDK's handler, which drains from inside the signal handler.
