@@ -71,6 +71,8 @@ def install() -> None:
                     record.exc_info = None
             if record.stack_info:
                 record.stack_info = redact(record.stack_info)
+            # The SDK names each sink's logger after its stream, which comes from the input.
+            record.name = redact(record.name)
         return record
 
     logging.setLogRecordFactory(factory)

@@ -96,11 +96,6 @@ SCHEMA_CASES: list[tuple[str, Any, str]] = [
     ("streams_not_a_list", {"streams": "events"}, "streams"),
     ("mapping_not_an_object", {"mapping": "$.user_id"}, "mapping"),
 ]
-SDK_EXIT_CODE = (
-    "target.py: the SDK's SingerCommand.invoke catches ConfigValidationError itself and exits 1 "
-    "('Config validation failed'), so _run's ConfigValidationError branch (exit 2) is dead code"
-)
-
 LOOKALIKE_LOOPBACK = (
     "planhat.check_api_url treats any host starting with '127.' as loopback, so "
     "http://127.attacker.example (a DNS name) gets the token in plain text"
@@ -140,27 +135,12 @@ def test_config_error_names_the_setting_before_reading_input(tmp_path, overrides
     assert_config_error(result, planhat, setting)
 
 
-@pytest.mark.xfail(strict=True, reason=SDK_EXIT_CODE)
 @pytest.mark.parametrize(
     ("overrides", "setting"), [c[1:] for c in SCHEMA_CASES], ids=[c[0] for c in SCHEMA_CASES]
 )
 def test_config_schema_error_exits_2_naming_the_setting(tmp_path, overrides, setting):
     result, planhat = run_config_error(tmp_path, overrides)
     assert_config_error(result, planhat, setting)
-
-
-@pytest.mark.parametrize(
-    ("overrides", "setting"), [c[1:] for c in SCHEMA_CASES], ids=[c[0] for c in SCHEMA_CASES]
-)
-def test_config_schema_error_stops_before_reading_input(tmp_path, overrides, setting):
-    """Today's behaviour (exit 1, SDK wording) still names the setting and reads nothing."""
-    result, planhat = run_config_error(tmp_path, overrides)
-    assert "Traceback" not in result.stderr
-    assert result.returncode != 0
-    assert "Invalid input" not in result.stderr
-    assert planhat.requests() == []
-    assert result.stdout == ""
-    assert f"config['{setting}']" in result.stderr
 
 
 @pytest.mark.xfail(strict=True, reason=LOOKALIKE_LOOPBACK)

@@ -33,10 +33,6 @@ from tests.support.receiver import TOKEN, PlanhatReceiver, Reply
 DEBUG = {"TARGET_PLANHAT_LOGLEVEL": "DEBUG"}
 SECRET = TOKEN.encode()
 URL_LINE = '"POST /analytics/bulk/*** HTTP/1.1"'
-DRY_RUN_TOKEN = (
-    "runtime.DryRunFile writes activity bytes unredacted: a record holding the token string "
-    "puts it in the dry-run file"
-)
 
 
 def everything(result: Result, tmp_path: Path) -> dict[str, bytes]:
@@ -119,29 +115,49 @@ def test_token_from_the_environment(tmp_path):
 
 
 def test_records_holding_the_token_string(tmp_path):
-    """A record may carry the token (a misconfigured tap): logs and dead letters mask it."""
+    """A record may carry the token (a misconfigured tap): it is rejected, never sent, and the
+    dead-letter file and the logs mask it."""
     records = [
-        event(1, event_properties={"note": f"see /analytics/bulk/{TOKEN}"}),
+        event(1),
         event(2, user=None, event_properties={"token": TOKEN}),  # rejected: no identifier
         event(3, event_type=TOKEN),
+        event(4, event_properties={"note": f"see /analytics/bulk/{TOKEN}"}),
     ]
     with PlanhatReceiver() as planhat:
         result = run_debug(tmp_path, singer_lines(records), planhat=planhat)
     assert result.returncode == 0, result.stderr[-2000:]
     assert_debug_was_on(result)
     assert_no_token(result, tmp_path)
-    [dead] = [json.loads(x) for x in (tmp_path / "rejected.jsonl").read_text().splitlines()]
-    assert dead["record"]["event_properties"] == {"token": "***"}
-    # The report is printed, not logged: it is masked on its own.
-    assert result.report["top_actions"] == {"Login": 1, "***": 1}
+    assert len(planhat.kept_activities()) == 1
+    assert result.report["rejected_by"] == {"no_identifier": 1, "contains_secret": 2}
+    dead = [json.loads(x) for x in (tmp_path / "rejected.jsonl").read_text().splitlines()]
+    assert [d["input_line"] for d in dead] == [3, 4, 5]
+    assert dead[0]["record"]["event_properties"] == {"token": "***"}
+    assert dead[1]["activity"]["action"] == "***"
+    assert result.report["top_actions"] == {"Login": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=DRY_RUN_TOKEN)
 def test_dry_run_of_a_record_holding_the_token(tmp_path):
-    records = [event(1, event_properties={"note": TOKEN})]
+    records = [event(1), event(2, event_properties={"note": TOKEN})]
     result = run_debug(tmp_path, singer_lines(records), dry_run=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "dry-run.jsonl").exists()
+    assert (tmp_path / "dry-run.jsonl").read_bytes().count(b"\n") == 1
+    assert result.report["rejected_by"] == {"contains_secret": 1}
+    assert_no_token(result, tmp_path)
+
+
+def test_report_masks_the_token_in_names_from_the_input(tmp_path):
+    """The report is printed, not logged: a stream name holding the token is masked on its own."""
+    stream = f"events-{TOKEN}"
+    data = "\n".join(
+        [
+            json.dumps(schema_message(stream)),
+            json.dumps({"type": "RECORD", "stream": stream, "record": event(1)}),
+        ]
+    )
+    result = run_debug(tmp_path, data + "\n", dry_run=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.report["skipped_streams"] == {"events-***": 1}
     assert_no_token(result, tmp_path)
 
 
