@@ -263,6 +263,9 @@ def check_chain(chain: Chain) -> Findings:
                     duplicating += 1
                     if final.answered_at is not None and final.answered_at <= run.killed_at:
                         answered += 1
+                        # The kill came right after the answer: the target commits at once, it
+                        # does not sit on acknowledged ids.
+                        assert run.killed_at - final.answered_at < 0.25
                     else:
                         in_flight += 1
             else:
