@@ -114,6 +114,8 @@ def _event(i: int, rng: random.Random) -> dict[str, Any]:
     }
     if event_type == "Clicked Button":
         props["button"] = {"id": f"btn-{rng.randrange(40)}", "label": "Save", "ab": [1, 2]}
+    if rng.random() < 0.25:
+        props["referrer"] = None  # Amplitude keeps properties sent as null
     if event_type == "Searched":
         props["query"] = rng.choice(["churn", "nps score", "renewals q3"])
     return {

@@ -40,6 +40,7 @@ from receiver import FastReceiver  # noqa: E402
 BIN = Path(sys.executable).parent
 TARGET = str(BIN / "target-planhat")
 TOKEN = "bench-token"
+CPU: list[float] = []  # CPU seconds of each subprocess, in order
 
 
 def _spawn(
@@ -47,7 +48,8 @@ def _spawn(
 ) -> tuple[float, int, int, str]:
     """Run ``argv`` with ``events_file`` as stdin (as Meltano pipes a tap into a target).
 
-    Return (seconds, exit code, peak RSS in kB of that process, stderr).
+    Return (seconds, exit code, peak RSS in kB of that process, stderr). CPU seconds (user +
+    system) of the process are added to ``CPU``.
     """
     out = open(workdir / "stdout", "wb")  # noqa: SIM115
     err = open(workdir / "stderr", "wb")  # noqa: SIM115
@@ -57,6 +59,7 @@ def _spawn(
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
+    CPU.append(usage.ru_utime + usage.ru_stime)
     for handle in (stdin, out, err):
         handle.close()
     return seconds, proc.returncode, usage.ru_maxrss, (workdir / "stderr").read_text()
@@ -153,41 +156,53 @@ def main() -> None:
             f"{args.events} events, {size / args.events:.0f} bytes/line, "
             f"{expected} with a user_id; {os.cpu_count()} CPUs"
         )
+        # Events/s by wall time (what a user sees) and by CPU time of the process (user+system,
+        # steadier on a shared machine).
         rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "x": []}
+        cpu_rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "x": []}
         rss_a: list[int] = []
+        n = args.events
         for round_no in range(1, args.rounds + 1):
             seconds, rss = run_target(events_file, receiver, expected)
-            rates["a"].append(args.events / seconds)
+            rates["a"].append(n / seconds)
+            cpu_rates["a"].append(n / CPU[-1])
             rss_a.append(rss)
             seconds_b, rss_b = run_noop(events_file)
-            rates["b"].append(args.events / seconds_b)
-            rates["c"].append(args.events / run_floor(events_file, expected))
-            if args.also:
-                seconds_x, rss_x = run_target(events_file, receiver, expected, args.also)
-                rates["x"].append(args.events / seconds_x)
-                print(
-                    f"round {round_no}: (a') target-planhat with PYTHONPATH={args.also} "
-                    f"{rates['x'][-1]:8,.0f} ev/s (peak RSS {rss_x / 1024:.0f} MB)"
-                )
+            rates["b"].append(n / seconds_b)
+            cpu_rates["b"].append(n / CPU[-1])
+            cpu_start = time.process_time()
+            rates["c"].append(n / run_floor(events_file, expected))
+            cpu_rates["c"].append(n / (time.process_time() - cpu_start))
             print(
                 f"round {round_no}: (a) target-planhat {rates['a'][-1]:8,.0f} ev/s "
-                f"(peak RSS {rss / 1024:.0f} MB) | (b) no-op SDK target {rates['b'][-1]:8,.0f} "
-                f"ev/s (peak RSS {rss_b / 1024:.0f} MB) | (c) floor {rates['c'][-1]:8,.0f} ev/s",
+                f"(cpu {cpu_rates['a'][-1]:,.0f}, peak RSS {rss / 1024:.0f} MB) | "
+                f"(b) no-op SDK target {rates['b'][-1]:8,.0f} ev/s (cpu {cpu_rates['b'][-1]:,.0f}, "
+                f"peak RSS {rss_b / 1024:.0f} MB) | (c) floor {rates['c'][-1]:8,.0f} ev/s "
+                f"(cpu {cpu_rates['c'][-1]:,.0f})",
                 flush=True,
             )
-        med = {key: statistics.median(values) for key, values in rates.items() if values}
-        print(
-            f"medians: (a) {med['a']:,.0f} ev/s  (b) {med['b']:,.0f} ev/s  (c) {med['c']:,.0f} ev/s"
-        )
-        print(
-            f"a/b = {med['a'] / med['b']:.2f}  (goal >= 1.0)   "
-            f"a/c = {med['a'] / med['c']:.2f}  (goal >= 0.5: within 2x of the floor)"
-        )
-        if args.also:
+            if args.also:
+                seconds_x, rss_x = run_target(events_file, receiver, expected, args.also)
+                rates["x"].append(n / seconds_x)
+                cpu_rates["x"].append(n / CPU[-1])
+                print(
+                    f"round {round_no}: (a') target-planhat, PYTHONPATH={args.also}: "
+                    f"{rates['x'][-1]:8,.0f} ev/s (cpu {cpu_rates['x'][-1]:,.0f}, "
+                    f"peak RSS {rss_x / 1024:.0f} MB)",
+                    flush=True,
+                )
+        for label, table in (("wall", rates), ("cpu ", cpu_rates)):
+            med = {key: statistics.median(values) for key, values in table.items() if values}
             print(
-                f"(a') {med['x']:,.0f} ev/s: a'/a = {med['x'] / med['a']:.2f}  "
-                f"a'/b = {med['x'] / med['b']:.2f}  a'/c = {med['x'] / med['c']:.2f}"
+                f"medians ({label}): (a) {med['a']:,.0f} ev/s  (b) {med['b']:,.0f} ev/s  "
+                f"(c) {med['c']:,.0f} ev/s   a/b = {med['a'] / med['b']:.2f} (goal >= 1.0)  "
+                f"a/c = {med['a'] / med['c']:.2f} (goal >= 0.5)"
             )
+            if args.also:
+                print(
+                    f"                (a') {med['x']:,.0f} ev/s   a'/a = {med['x'] / med['a']:.2f}"
+                    f"  a'/b = {med['x'] / med['b']:.2f}  a'/c = {med['x'] / med['c']:.2f}"
+                )
         peak_small = max(rss_a)
         print(f"peak RSS (a) at {args.events:,} events: {peak_small / 1024:.0f} MB")
 
