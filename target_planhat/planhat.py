@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import ipaddress
 import logging
 import random
 import socket
@@ -28,7 +29,6 @@ from target_planhat import redact
 from target_planhat.shutdown import ShutdownGuard, StopRequested
 
 DEFAULT_API_URL = "https://analytics.planhat.com"
-_LOOPBACK_HOSTS = ("localhost", "::1")
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BODY_EXCERPT = 300
 _BASE_DELAY = 1.0
@@ -50,6 +50,16 @@ class _Retryable(Exception):
         self.unconfirmed = unconfirmed
 
 
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP literal; ``127.evil.example`` is a DNS name, not loopback."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_api_url(api_url: str) -> str:
     """Return the normalised URL; refuse plain http except to this machine."""
     parts = urlsplit(api_url)
@@ -57,7 +67,7 @@ def check_api_url(api_url: str) -> str:
         raise ValueError(f"api_url: {api_url!r} is not an http(s) URL")
     if parts.scheme == "http":
         host = parts.hostname
-        if not (host in _LOOPBACK_HOSTS or host.startswith("127.")):
+        if not _is_loopback(host):
             raise ValueError(
                 "api_url: plain http:// is refused for non-loopback hosts "
                 "(the tenant token travels in the URL); use https://"

@@ -7,8 +7,9 @@ ledger, then counted, before any STATE that covers it can be written.
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from target_planhat.ledger import Ledger
 from target_planhat.planhat import PlanhatClient
@@ -19,7 +20,7 @@ from target_planhat.shutdown import ShutdownGuard
 
 logger = logging.getLogger("target_planhat")
 
-Item = tuple[str, bytes, str]  # (dedupe id, encoded activity, action)
+Item = tuple[str, bytes, str, int]  # (dedupe id, encoded activity, action, input position)
 
 
 class DryRunFile:
@@ -101,10 +102,16 @@ class Runtime:
         if chunk:
             yield chunk
 
-    def deliver(self, items: Sequence[Item]) -> None:
-        """Send (or write) a batch; record each acknowledged chunk before returning."""
+    def deliver(self, items: Sequence[Item], progress: Callable[[float], None]) -> None:
+        """Send (or write) a batch; record each acknowledged chunk before the next one.
+
+        ``progress(position)`` gets the input position of the first activity not yet
+        acknowledged after each chunk, so STATE can advance chunk by chunk when a run stops
+        half-way through a split batch.
+        """
         unique = self._unique(items)
-        for chunk in self._chunks(unique):
+        chunks = list(self._chunks(unique))
+        for number, chunk in enumerate(chunks):
             bodies = [item[1] for item in chunk]
             if self.dry_run_file is not None:
                 self.dry_run_file.write(bodies)
@@ -120,6 +127,8 @@ class Runtime:
                     self.report.sent += len(chunk)
                 for item in chunk:
                     self.report.count_action(item[2])
+                following = chunks[number + 1][0][3] if number + 1 < len(chunks) else math.inf
+                progress(following)
 
     def acked(self) -> None:
         self.acked_since_check = True

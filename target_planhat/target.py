@@ -176,25 +176,31 @@ class TargetPlanhat(Target):
     def write_acknowledged_state(self) -> None:
         """Write the newest STATE whose every earlier record has been acknowledged."""
         limit = self._first_unacked_seq()
-        safe = None
-        while self._pending_states and self._pending_states[0][0] < limit:
-            safe = self._pending_states.popleft()[1]
-        if safe is not None:
-            self._write_state_message(safe)
+        covered = 0
+        for position, _, _ in self._pending_states:
+            if position >= limit:
+                break
+            covered += 1
+        if not covered:
+            return
+        # Written first, forgotten after: a signal in between must not lose this STATE.
+        self._write_state_message(self._pending_states[covered - 1][1])
+        for _ in range(covered):
+            if self._pending_states:
+                self._pending_states.popleft()
 
     def _write_state_message(self, state: dict) -> None:
         # Called by the SDK at the end of drain_all() (everything drained) and by
         # write_acknowledged_state(); both only once what the state covers is acknowledged.
-        if state == self._last_written:
-            return
         runtime = self._rt
+        if state != self._last_written:
+            with runtime.guard.critical():
+                runtime.dead_letter.sync()
+                super()._write_state_message(state)
+                self._last_written = copy.deepcopy(state)
+                runtime.report.states_written += 1
         if state == self._latest_state:
-            self._pending_states.clear()
-        with runtime.guard.critical():
-            runtime.dead_letter.sync()
-            super()._write_state_message(state)
-            self._last_written = copy.deepcopy(state)
-            runtime.report.states_written += 1
+            self._pending_states.clear()  # the newest STATE covers every pending one
 
     def process_endofpipe(self) -> None:
         super().process_endofpipe()
