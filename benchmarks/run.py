@@ -209,7 +209,7 @@ def main() -> None:
         if not args.skip_shapes:
             print("shapes.to_canonical per record:")
             for name, micros in shape_cost.measure(events_file):
-                print(f"  {name:45s} {micros:6.1f} us")
+                print(f"  {name:58s} {micros:6.1f} us")
 
         if args.rss:
             events_file.unlink()
