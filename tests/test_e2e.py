@@ -17,6 +17,7 @@ from tests.support.cli import (
     event,
     run_target,
     singer_lines,
+    spawn_target,
     write_config,
 )
 from tests.support.receiver import TOKEN, PlanhatReceiver, Reply
@@ -131,13 +132,7 @@ def test_state_only_after_acknowledgement(tmp_path: Path) -> None:
     records = [event(i, user=f"user-{i % 3}") for i in range(1, 31)]
     with PlanhatReceiver(slow) as planhat:
         config = write_config(tmp_path, http_config(tmp_path, planhat, batch_size_rows=5))
-        process = subprocess.Popen(
-            [TARGET_BIN, "--config", str(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=tmp_path,
-        )
+        process = spawn_target(config, tmp_path)
         assert process.stdin is not None and process.stdout is not None
         data = singer_lines(records, state_every=5).encode()
         stdin = process.stdin
@@ -229,13 +224,7 @@ def test_quiet_tap_still_gets_checkpoints(tmp_path: Path) -> None:
     """A tap that pauses (waiting on Amplitude's export) does not hold STATE or batches back."""
     with PlanhatReceiver() as planhat:
         config = write_config(tmp_path, http_config(tmp_path, planhat, checkpoint_seconds=0.5))
-        process = subprocess.Popen(
-            [TARGET_BIN, "--config", str(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=tmp_path,
-        )
+        process = spawn_target(config, tmp_path)
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(singer_lines([event(i) for i in range(1, 8)]).encode())
         process.stdin.flush()

@@ -6,18 +6,17 @@ records came in and none went out.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.support.cli import (
-    TARGET_BIN,
     base_config,
     event,
     run_target,
     schema_message,
+    spawn_target,
     state_message,
     write_config,
 )
@@ -220,14 +219,7 @@ def test_report_every_checkpoint_while_running(tmp_path):
             tmp_path, tenant_token=TOKEN, api_url=planhat.url, checkpoint_seconds=0.3
         )
         config_path = write_config(tmp_path, config)
-        process = subprocess.Popen(
-            [TARGET_BIN, "--config", str(config_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=tmp_path,
-            env=dict(os.environ),
-        )
+        process = spawn_target(config_path, tmp_path, stderr=subprocess.PIPE)
         assert process.stdin is not None
         process.stdin.write(lines(schema_message()).encode())
         for n in range(4):

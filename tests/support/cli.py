@@ -86,6 +86,19 @@ def run_target(
     )
 
 
+def spawn_target(
+    config_path: Path, cwd: Path, *, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """Start ``target-planhat --config ...`` with pipes, for tests that feed input over time."""
+    return subprocess.Popen(
+        [TARGET_BIN, "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        cwd=cwd,
+    )
+
+
 def schema_message(stream: str = "events", key: str | None = "uuid") -> dict[str, Any]:
     """A SCHEMA for canonical Amplitude events (Airbyte's lower-case shape)."""
     obj = {"type": ["object", "null"]}
