@@ -84,6 +84,12 @@ def _find_non_finite(value: Any, where: str, depth: int = 0) -> str | None:
     return None
 
 
+def _check_finite(info: dict[str, Any]) -> None:
+    where = _find_non_finite(info, "info")
+    if where:
+        raise InvalidActivity("non_finite_number", f"{where} is NaN or Infinity")
+
+
 def encode_activity(
     activity: dict[str, Any], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 ) -> bytes:
@@ -112,15 +118,13 @@ def encode_activity(
             if not math.isfinite(number):
                 raise InvalidActivity("non_finite_number", f"{field} is {number}")
     info = activity.get("info")
-    if info is not None:
-        if not isinstance(info, dict):
-            raise InvalidActivity("info_not_object", f"info is a {type(info).__name__}")
-        where = _find_non_finite(info, "info")
-        if where:
-            raise InvalidActivity("non_finite_number", f"{where} is NaN or Infinity")
+    if info is not None and not isinstance(info, dict):
+        raise InvalidActivity("info_not_object", f"info is a {type(info).__name__}")
     try:
         encoded = orjson.dumps(activity, default=_default, option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
+        if info is not None:
+            _check_finite(info)  # NaN/Infinity and too_deep are reported as before
         if isinstance(exc.__cause__, InvalidActivity):  # raised by _default
             raise exc.__cause__ from None
         message = str(exc)
@@ -129,6 +133,10 @@ def encode_activity(
         if "ecursion" in message:
             raise InvalidActivity("too_deep", "nested deeper than JSON encoders allow") from None
         raise InvalidActivity("unserializable", message) from None
+    if info is not None and b"null" in encoded:
+        # orjson writes NaN and Infinity as null: no "null" in the bytes, no NaN in the activity.
+        # Only then is the walk needed (it costs more than the encoding).
+        _check_finite(info)
     if len(encoded) > max_event_bytes:
         raise InvalidActivity(
             "too_large", f"{len(encoded)} bytes encoded, max_event_bytes is {max_event_bytes}"
