@@ -126,9 +126,12 @@ class TargetPlanhat(Target):
         before = self._latest_state
         super()._process_state_message(message_dict)
         if self._latest_state is not before and self._latest_state is not None:
-            self._pending_states.append(
-                (self._rt.seq, copy.deepcopy(self._latest_state), time.monotonic())
-            )
+            entry = (self._rt.seq, copy.deepcopy(self._latest_state), time.monotonic())
+            pending = self._pending_states
+            if pending and pending[-1][0] == entry[0]:
+                # No record between two STATEs: the newer one says all; keep the older's age.
+                entry = (entry[0], entry[1], pending.pop()[2])
+            pending.append(entry)
             self._rt.acked_since_check = True
         self._after_message()
 
