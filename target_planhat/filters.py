@@ -7,6 +7,7 @@ that dropped it, so the delivery report can say *which* filter removed how many 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -19,9 +20,26 @@ class FilterError(ValueError):
     """An ``event_filters`` setting that cannot work; the message names the setting."""
 
 
+logger = logging.getLogger("target_planhat.filters")
+# "[Amplitude]" in a glob is a character class, almost surely meant as literal text.
+_WORD_CLASS = re.compile(r"(?<!\[)\[[A-Za-z][A-Za-z ]{3,}\]")
+
 OPS = ("eq", "ne", "in", "not_in", "exists", "not_exists", "gt", "gte", "lt", "lte", "matches")
 _NO_VALUE_OPS = ("exists", "not_exists")
 _ORDER_OPS = ("gt", "gte", "lt", "lte")
+
+
+def warn_word_classes(setting: str, globs: Sequence[str]) -> None:
+    """Warn about ``[Amplitude]`` in a glob: a one-character class, surely meant literally."""
+    for glob in globs:
+        if _WORD_CLASS.search(glob):
+            logger.warning(
+                "%s: %r: in a glob, [...] matches ONE character of the set; to match the "
+                "literal text (Amplitude's own events are named '[Amplitude] ...') write %r",
+                setting,
+                glob,
+                _WORD_CLASS.sub(lambda m: "[[]" + m.group(0)[1:], glob),
+            )
 
 
 def _candidates(path: CompiledPath, record: Any) -> list[Any]:
@@ -148,6 +166,7 @@ class _Rule:
             return None
         if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
             raise FilterError(f"{setting}: must be a list of glob strings")
+        warn_word_classes(setting, globs)
         # fnmatchcase semantics: case-sensitive on every platform.
         return [(glob, re.compile(fnmatch.translate(glob))) for glob in globs]
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from target_planhat.filters import warn_word_classes
 from target_planhat.paths import CompiledPath, PathError
 
 
@@ -80,6 +81,7 @@ class PropertySelector:
         for setting, globs in (("include_properties", include), ("exclude_properties", exclude)):
             if globs is not None and not all(isinstance(g, str) for g in globs):
                 raise MappingError(f"{setting}: must be a list of glob strings")
+            warn_word_classes(setting, globs or ())
         self._include = self._regex(include)
         self._exclude = self._regex(exclude)
         self.selects_all = self._include is None and self._exclude is None

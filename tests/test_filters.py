@@ -211,3 +211,16 @@ def test_config_decimals_compare_like_the_floats_in_records() -> None:
     assert decide(where("eq", "$.event_properties.ratio", Decimal("0.1")), record) is None
     assert decide(where("in", "$.event_properties.ratio", [Decimal("0.1")]), record) is None
     assert decide(where("gt", "$.event_properties.ratio", Decimal("0.05")), record) is None
+
+
+def test_word_in_brackets_warns_with_the_literal_spelling(caplog: pytest.LogCaptureFixture) -> None:
+    """'[Amplitude] *' is a character class in fnmatch: say so, and how to write it."""
+    with caplog.at_level("WARNING", logger="target_planhat.filters"):
+        EventFilters({"*": {"exclude": ["[Amplitude] *"]}})
+    assert "'[[]Amplitude] *'" in caplog.text
+    assert "event_filters.*.exclude" in caplog.text
+    assert decide({"*": {"exclude": ["[[]Amplitude] *"]}}, action="[Amplitude] Page Viewed")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="target_planhat.filters"):
+        EventFilters({"*": {"exclude": ["[[]Amplitude] *", "Page [A-Z]*", "[!a]x"]}})
+    assert caplog.text == ""

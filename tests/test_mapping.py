@@ -157,3 +157,9 @@ def test_input_event_is_not_mutated() -> None:
     snapshot = repr(event)
     ActivityMapper(exclude_properties=["a"]).build(event)
     assert repr(event) == snapshot
+
+
+def test_word_in_brackets_in_property_globs_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="target_planhat.filters"):
+        ActivityMapper(exclude_properties=["[Amplitude] Page URL"])
+    assert "exclude_properties" in caplog.text and "'[[]Amplitude] Page URL'" in caplog.text
