@@ -11,6 +11,7 @@ import email.utils
 import ipaddress
 import logging
 import random
+import signal
 import socket
 import threading
 import time
@@ -169,11 +170,16 @@ class PlanhatClient:
             {"Content-Type": "application/json", "User-Agent": user_agent}
         )
         self.stats = SendStats()
+        self._abandoned = False
+        self._next_wait = 0.0
         self._send = backoff.on_exception(
             self._wait_gen,
             _Retryable,
             max_time=max_retry_seconds,
-            jitter=None,  # the wait generator jitters itself, but not a server's Retry-After
+            # The wait generator jitters itself (but not a server's Retry-After). backoff's own
+            # sleep cannot be cut short from another thread, so it sleeps 0 and _on_backoff
+            # waits instead, through the guard: a signal ends the wait in any thread.
+            jitter=self._defer_wait,
             on_backoff=self._on_backoff,
             on_giveup=self._on_giveup,
             raise_on_giveup=True,
@@ -182,6 +188,15 @@ class PlanhatClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def abandon(self) -> None:
+        """Give up the request in flight (from another thread): cut its connection.
+
+        The POST then ends with ``StopRequested`` and counts as unconfirmed; an answer already
+        in hand is not affected and is recorded as usual.
+        """
+        self._abandoned = True
+        self._adapter.abort()
 
     def send(self, body: bytes, rows: int) -> None:
         """POST one JSON array of ``rows`` activities; return once Planhat answered 2xx."""
@@ -206,19 +221,26 @@ class PlanhatClient:
             attempt += 1
             exc = yield delay
 
+    def _defer_wait(self, delay: float) -> float:
+        self._next_wait = delay
+        return 0.0
+
     def _on_backoff(self, details: Any) -> None:
         self.stats.retries += 1
         exc = details.get("exception")
+        # backoff's own bound: never wait past max_retry_seconds.
+        wait = max(0.0, min(self._next_wait, self._max_retry_seconds - details["elapsed"]))
         logger.warning(
             "POST %s failed (%s); retry %d in %.1fs (%.0fs of max_retry_seconds=%g used)",
             self.safe_url,
             getattr(exc, "reason", exc),
             details["tries"],
-            details["wait"],
+            wait,
             details["elapsed"],
             self._max_retry_seconds,
         )
-        self._guard.check()  # a signal during the POST: stop instead of waiting to retry
+        # A signal during the POST or the wait: stop instead of retrying.
+        self._guard.sleep(wait)
 
     def _on_giveup(self, details: Any) -> None:
         exc = details.get("exception")
@@ -249,6 +271,10 @@ class PlanhatClient:
                     response = self._session.post(
                         self._url, data=body, timeout=self._timeout, allow_redirects=False
                     )
+                except requests.RequestException:
+                    if self._abandoned:  # abandon() cut the connection: a second signal
+                        raise StopRequested(self._guard.signum or signal.SIGTERM) from None
+                    raise
                 finally:
                     deadline.cancel()
         except StopRequested:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -41,12 +42,18 @@ class DeliveryReport:
         self.send_stats = SendStats()
         self.states_written = 0
         self.ledger_pruned = 0
+        # The sender thread counts deliveries while the main thread may be writing a report.
+        self.lock = threading.Lock()
 
     def count_action(self, action: str, n: int = 1) -> None:
         if action in self.actions or len(self.actions) < _MAX_ACTIONS_TRACKED:
             self.actions[action] += n
 
     def as_dict(self, status: str) -> dict[str, Any]:
+        with self.lock:
+            return self._as_dict(status)
+
+    def _as_dict(self, status: str) -> dict[str, Any]:
         stats = self.send_stats
         return {
             "type": "planhat_delivery_report",

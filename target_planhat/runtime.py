@@ -1,7 +1,9 @@
 """Everything one run shares: settings, report, ledger, the Planhat client (or dry-run file).
 
 ``deliver`` is the one place a batch becomes acknowledged: sent (or written), then recorded in the
-ledger, then counted, before any STATE that covers it can be written.
+ledger, then counted, before any STATE that covers it can be written. ``submit`` runs it in the
+sender thread (``sender.py``), one batch at a time, while the main thread builds the next batch;
+``in_flight_from`` is the input position of the first activity of that batch not yet acknowledged.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from target_planhat.ledger import Ledger
 from target_planhat.planhat import PlanhatClient
 from target_planhat.rejects import DeadLetterFile
 from target_planhat.report import DeliveryReport
+from target_planhat.sender import Sender
 from target_planhat.settings import Settings
 from target_planhat.shutdown import ShutdownGuard
 
@@ -47,6 +50,8 @@ class Runtime:
         self.seq = 0  # RECORD messages read so far
         self.line_number: int | None = None
         self.acked_since_check = False
+        self.sender = Sender(check=self.guard.check)
+        self.in_flight_from = math.inf
         # An activity holding the token would put it in the dry-run file or the request body.
         self.secret = settings.tenant_token.encode() if len(settings.tenant_token) >= 4 else b""
         self.client: PlanhatClient | None = None
@@ -121,19 +126,55 @@ class Runtime:
             with self.guard.critical():
                 if self.ledger is not None:
                     self.ledger.record([item[0] for item in chunk])
-                if self.dry_run_file is not None:
-                    self.report.dry_run_written += len(chunk)
-                else:
-                    self.report.sent += len(chunk)
-                for item in chunk:
-                    self.report.count_action(item[2])
+                with self.report.lock:
+                    if self.dry_run_file is not None:
+                        self.report.dry_run_written += len(chunk)
+                    else:
+                        self.report.sent += len(chunk)
+                    for item in chunk:
+                        self.report.count_action(item[2])
                 following = chunks[number + 1][0][3] if number + 1 < len(chunks) else math.inf
                 progress(following)
+
+    def submit(
+        self,
+        items: Sequence[Item],
+        progress: Callable[[float], None],
+        done: Callable[[], None],
+    ) -> None:
+        """``deliver`` in the sender thread, once the batch before it is acknowledged.
+
+        Raises the previous batch's failure instead. ``progress`` runs as in ``deliver``, and
+        ``done`` after the whole batch; both in the sender thread.
+        """
+        self.sender.wait()
+        self.in_flight_from = items[0][3]
+
+        def step(following: float) -> None:
+            self.in_flight_from = following
+            progress(following)
+
+        def job() -> None:
+            self.deliver(items, step)
+            self.in_flight_from = math.inf
+            done()
+
+        self.sender.submit(job)
+
+    def abandon(self) -> None:
+        """Cut the POST in flight, if any (a second signal): it ends as unconfirmed."""
+        if self.client is not None and self.sender.busy:
+            self.client.abandon()
 
     def acked(self) -> None:
         self.acked_since_check = True
 
     def close(self) -> None:
+        if self.sender.busy:
+            # Only after an unexpected error: never close the ledger under a commit.
+            self.abandon()
+            self.sender.wait_idle(timeout=self.settings.request_timeout + 5)
+        self.sender.close()
         for closer in (self.client, self.dry_run_file, self.ledger, self.dead_letter):
             if closer is not None:
                 try:

@@ -12,12 +12,19 @@ inside bookkeeping (the ledger commit inside a batch's delivery); raising at its
 the rest, and the STATE written on the way out would not cover a batch Planhat acknowledged.
 Between an answer and the ledger commit that records it, a first signal waits too: the answer is
 in hand, and dropping it there would re-send the batch on replay.
+
+Threads: signals land in the main thread only. What a signal may interrupt is decided by the
+state of the thread it lands in (critical steps and requests are tracked per thread), so the
+main thread unwinds at once while the sender thread (``sender.py``) is mid-POST; the sender
+notices the stop at its next ``check()`` or ``sleep()``, never inside a ledger commit, and the
+main thread waits for it before writing STATE.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 
 
@@ -37,14 +44,22 @@ class StopRequested(Exception):
         return 128 + self.signum
 
 
+class _ThreadSteps(threading.local):
+    """What the current thread is doing, as far as a signal is concerned."""
+
+    critical = 0
+    in_request = False
+    answered = False  # a POST came back; its answer is not yet recorded
+
+
 class ShutdownGuard:
     """Decides, when a signal arrives, whether to stop now or at the next ``check()``."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._critical = 0
-        self._in_request = False
-        self._answered = False  # a POST came back; its answer is not yet recorded
+        self.signals = 0  # how many arrived
+        self._steps = _ThreadSteps()
+        self._stopped = threading.Event()  # wakes a ``sleep()`` in any thread
 
     @property
     def stopping(self) -> bool:
@@ -55,21 +70,30 @@ class ShutdownGuard:
         first = self.signum is None
         if first:
             self.signum = signum
-        if self._critical:
+        self.signals += 1
+        self._stopped.set()
+        steps = self._steps
+        if steps.critical:
             return  # recording an acknowledgement: stop when it is recorded
-        if first and (self._in_request or self._answered):
+        if first and (steps.in_request or steps.answered):
             return  # let the in-flight POST finish (bounded by request_timeout) and be recorded
         raise StopRequested(self.signum or signum)
 
     def check(self) -> None:
         """Raise if a signal arrived; call between steps, not between an answer and its record."""
-        if self.signum is not None and not self._critical:
-            self._answered = False
+        if self.signum is not None and not self._steps.critical:
+            self._steps.answered = False
             raise StopRequested(self.signum)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` between retries; a signal (in any thread) ends the wait with a stop."""
+        self.check()
+        if seconds > 0 and self._stopped.wait(seconds):
+            self.check()
 
     def release(self) -> None:
         """The answer that came back is no acknowledgement (not 2xx): nothing to protect."""
-        self._answered = False
+        self._steps.answered = False
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
@@ -77,23 +101,25 @@ class ShutdownGuard:
 
         A signal during it is acted on at the next ``check()``.
         """
-        self._critical += 1
-        self._answered = False  # from here on the critical step protects the answer
+        steps = self._steps
+        steps.critical += 1
+        steps.answered = False  # from here on the critical step protects the answer
         try:
             yield
         finally:
-            self._critical -= 1
+            steps.critical -= 1
 
     @contextlib.contextmanager
     def request(self) -> Iterator[None]:
         """An HTTP request; when it comes back, its answer stays protected until ``critical()``
         (or ``check()``) takes over."""
-        self._in_request = True
-        self._answered = False
+        steps = self._steps
+        steps.in_request = True
+        steps.answered = False
         try:
             yield
         except BaseException:
-            self._in_request = False
+            steps.in_request = False
             raise
-        self._answered = True
-        self._in_request = False
+        steps.answered = True
+        steps.in_request = False

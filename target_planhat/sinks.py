@@ -134,8 +134,9 @@ class PlanhatSink(BatchSink):
                 self.stream_name,
             )
         self._batch_bytes = 0
+        # Input position of the first activity not yet acknowledged in the batch handed to the
+        # sender thread (written there as chunks are acknowledged), or NOT_PENDING.
         self._draining_from = NOT_PENDING
-        self._in_batch = False
 
     def _parse_timestamps_in_record(self, *args: t.Any, **kwargs: t.Any) -> None:
         # Internal SDK step, skipped on purpose: it turns every `format: date-time` string into a
@@ -157,7 +158,8 @@ class PlanhatSink(BatchSink):
 
     @property
     def first_unacked_seq(self) -> float:
-        """Input position of the oldest activity not yet acknowledged by Planhat."""
+        """Input position of the oldest activity not yet acknowledged by Planhat: in the batch
+        being built or in the one in flight."""
         pending = (self._pending_batch or {}).get("first_seq", NOT_PENDING)
         return min(pending, self._draining_from)
 
@@ -238,27 +240,30 @@ class PlanhatSink(BatchSink):
     # --- the batch -------------------------------------------------------------------------
 
     def start_drain(self) -> dict:
+        # At most one batch in flight (of any stream): wait until the previous one is
+        # acknowledged, or raise its failure, before this sink's bookkeeping changes.
+        self._runtime.sender.wait()
+        # Set before the SDK takes the batch away, so a signal in between cannot make this
+        # sink look acknowledged.
+        self._draining_from = (self._pending_batch or {}).get("first_seq", NOT_PENDING)
         context = super().start_drain()
-        self._draining_from = context.get("first_seq", NOT_PENDING)
         self._batch_bytes = 0
         return context
 
     def _acknowledged_up_to(self, next_unacked: float) -> None:
+        # Sender thread, right after the ledger commit of a chunk.
         self._draining_from = next_unacked
         self._runtime.acked()
 
+    def _delivered(self) -> None:
+        # Sender thread: the whole batch is acknowledged (or was all duplicates).
+        self._draining_from = NOT_PENDING
+        self._runtime.acked()
+
     def process_batch(self, context: dict) -> None:
+        """Hand the batch to the sender thread and return: the next batch builds meanwhile."""
         items = context.get("items")
         if not items:
             self._draining_from = NOT_PENDING
             return
-        if self._in_batch:
-            # Only a signal handler could get here (meltano/sdk#3775); ours never drains.
-            raise RuntimeError("process_batch re-entered while a batch was in flight")
-        self._in_batch = True
-        try:
-            self._runtime.deliver(items, self._acknowledged_up_to)
-        finally:
-            self._in_batch = False
-        self._draining_from = NOT_PENDING
-        self._runtime.acked()
+        self._runtime.submit(items, self._acknowledged_up_to, self._delivered)

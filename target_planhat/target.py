@@ -5,6 +5,11 @@ When STATE may be written is decided here. The SDK writes STATE only at the end 
 timer. So this target remembers each STATE message with its input position, and writes the newest
 one whose every earlier record Planhat has acknowledged: after any drain, and at the latest
 ``checkpoint_seconds`` after it arrived (by draining).
+
+A drain hands its batch to the sender thread (``sender.py``) and returns; the batch counts as
+unacknowledged until the sender has recorded it. ``drain_all()`` (checkpoints, end of input)
+waits for it before the SDK writes the newest STATE, and a failed delivery is raised here at the
+next drain, message or idle tick.
 """
 
 from __future__ import annotations
@@ -69,8 +74,8 @@ class TargetPlanhat(Target):
         self.runtime: Runtime | None = None
         TargetPlanhat.current = self
         super().__init__(*args, **kwargs)
-        # Drains run in this thread, one sink after another: a signal then never lands in a
-        # worker thread, and a POST's outcome is known before the next one starts.
+        # Drains run in this thread, one sink after another; each hands its batch to the one
+        # sender thread, which delivers one batch at a time, in order.
         self.max_parallelism = 1
         self.runtime = Runtime(compile_settings(self.config), self.plugin_version or "")
         self._pending_states: deque[tuple[int, dict, float]] = deque()
@@ -138,6 +143,7 @@ class TargetPlanhat(Target):
     def _after_message(self) -> None:
         runtime = self._rt
         runtime.guard.check()
+        runtime.sender.raise_failure()
         if runtime.acked_since_check and self._pending_states:
             runtime.acked_since_check = False
             self.write_acknowledged_state()
@@ -147,7 +153,12 @@ class TargetPlanhat(Target):
 
     def _on_idle(self) -> None:
         """Called while no input arrives: the tap is quiet, checkpoints must not wait for it."""
-        self._rt.guard.check()
+        runtime = self._rt
+        runtime.guard.check()
+        runtime.sender.raise_failure()
+        if runtime.acked_since_check and self._pending_states:
+            runtime.acked_since_check = False
+            self.write_acknowledged_state()
         self._checkpoint_if_due(time.monotonic())
 
     def _checkpoint_if_due(self, now: float) -> None:
@@ -176,9 +187,13 @@ class TargetPlanhat(Target):
             default=NOT_PENDING,
         )
 
+    def _first_unacked_seq_all(self) -> float:
+        # The batch in flight may belong to a sink drain_all() already dropped (schema change).
+        return min(self._first_unacked_seq(), self._rt.in_flight_from)
+
     def write_acknowledged_state(self) -> None:
         """Write the newest STATE whose every earlier record has been acknowledged."""
-        limit = self._first_unacked_seq()
+        limit = self._first_unacked_seq_all()
         covered = 0
         for position, _, _ in self._pending_states:
             if position >= limit:
@@ -187,14 +202,19 @@ class TargetPlanhat(Target):
         if not covered:
             return
         # Written first, forgotten after: a signal in between must not lose this STATE.
-        self._write_state_message(self._pending_states[covered - 1][1])
+        self._emit_state(self._pending_states[covered - 1][1])
         for _ in range(covered):
             if self._pending_states:
                 self._pending_states.popleft()
 
     def _write_state_message(self, state: dict) -> None:
-        # Called by the SDK at the end of drain_all() (everything drained) and by
-        # write_acknowledged_state(); both only once what the state covers is acknowledged.
+        # Called by the SDK at the end of drain_all(): the newest STATE, which also covers the
+        # batch still in flight. Written once that batch is acknowledged (its failure raises).
+        self._rt.sender.wait()
+        self._emit_state(state)
+
+    def _emit_state(self, state: dict) -> None:
+        # Only once what the state covers is acknowledged.
         runtime = self._rt
         if state != self._last_written:
             with runtime.guard.critical():
@@ -208,6 +228,7 @@ class TargetPlanhat(Target):
     def process_endofpipe(self) -> None:
         super().process_endofpipe()
         runtime = self._rt
+        runtime.sender.wait()  # drain_all() waits only when there is a STATE to write
         runtime.report.warn_if_nothing_delivered()
         runtime.report.emit("succeeded")
 
@@ -215,9 +236,33 @@ class TargetPlanhat(Target):
         """After a failure or a signal: STATE for what was acknowledged, then the report."""
         if self.runtime is None:
             return
+        self._settle_in_flight()
         with contextlib.suppress(StopRequested):
             self.write_acknowledged_state()
         self.runtime.report.emit(status)
+
+    def _settle_in_flight(self) -> None:
+        """Let the batch in flight finish and be recorded, as if it had been sent synchronously.
+
+        The sender stops at its next step once a signal arrived, so after a first signal this
+        waits for at most the POST in flight (bounded by ``request_timeout``) and its ledger
+        commit. A further signal abandons the POST: its connection is cut, and only the ledger
+        commit of an answer already in hand is still waited for.
+        """
+        runtime = self._rt
+        while True:
+            try:
+                runtime.sender.wait_idle()
+                break
+            except StopRequested:
+                if runtime.guard.signals >= 2:
+                    runtime.abandon()
+        try:
+            runtime.sender.raise_failure()
+        except StopRequested:
+            pass
+        except Exception as exc:  # the run already failed for another reason: say this too
+            self.logger.error("The batch in flight failed too: %s", redact.redact(str(exc)))
 
     def close(self) -> None:
         if self.runtime is not None:
