@@ -3,12 +3,16 @@
 Much lighter than ``tests/support/receiver.py`` (no http.server, no per-request records): the
 benchmark measures the target, not the receiver. It counts requests, bytes and (cheaply, by
 counting the top-level array's items with orjson) activities, so a run can be checked.
+
+``latency`` (seconds) delays each answer after the whole body arrived, like a real Planhat that
+takes its time over a 5 MB POST; the benchmark's ``--latency``.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import orjson
 
@@ -21,8 +25,9 @@ _REPLY = (
 class FastReceiver:
     """``with FastReceiver() as planhat: planhat.url ... planhat.activities``."""
 
-    def __init__(self, count_activities: bool = True) -> None:
+    def __init__(self, count_activities: bool = True, latency: float = 0.0) -> None:
         self.count_activities = count_activities
+        self.latency = latency
         self.requests = 0
         self.bytes = 0
         self.activities = 0
@@ -85,6 +90,8 @@ class FastReceiver:
                         return
                     parts.append(chunk)
                     have += len(chunk)
+                if self.latency > 0:
+                    time.sleep(self.latency)
                 conn.sendall(_REPLY)
                 body = b"".join(parts)
                 items = len(orjson.loads(body)) if self.count_activities and body else 0

@@ -141,6 +141,13 @@ def main() -> None:
     parser.add_argument("--rss-events", type=int, default=1_000_000)
     parser.add_argument("--skip-shapes", action="store_true")
     parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the receiver waits this long before answering each POST (default 0)",
+    )
+    parser.add_argument(
         "--also",
         metavar="PYTHONPATH",
         help="also run (a') target-planhat with this PYTHONPATH first (a copy of target_planhat "
@@ -148,13 +155,17 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, FastReceiver() as receiver:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        FastReceiver(latency=args.latency) as receiver,
+    ):
         events_file = generate.write(Path(tmp) / "events.jsonl", args.events)
         expected = _expected(events_file)
         size = events_file.stat().st_size
         print(
             f"{args.events} events, {size / args.events:.0f} bytes/line, "
-            f"{expected} with a user_id; {os.cpu_count()} CPUs"
+            f"{expected} with a user_id; {os.cpu_count()} CPUs; "
+            f"receiver latency {args.latency:g}s per POST"
         )
         # Events/s by wall time (what a user sees) and by CPU time of the process (user+system,
         # steadier on a shared machine).
