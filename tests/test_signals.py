@@ -175,10 +175,10 @@ def test_sigterm_during_post_lets_it_finish_then_stops(tmp_path: Path) -> None:
             target.kill()
     assert code == 143
     assert ended - sent <= 1.0 + 1.5
-    # The in-flight POST (records 21-30) was answered and recorded, nothing later sent. It was
-    # sent when record 30 filled the batch, before the STATE after 30 was read: the newest STATE
-    # the target had is 25, and it is written.
-    assert target.bookmarks[-1] == 25
+    # The in-flight POST (records 21-30) was answered and recorded, nothing later sent. While it
+    # was in flight the target read on (the STATE after 30, then 31-40 into the next batch, which
+    # waits for the one in flight): every record up to 30 is acknowledged, so STATE 30 is written.
+    assert target.bookmarks[-1] == 30
     assert len(planhat.requests()) == 3
     assert target.report["sent"] == 3 * BATCH
     assert target.report["unconfirmed_requests"] == 0
