@@ -140,7 +140,8 @@ class TargetPlanhat(Target):
             self._rt.acked_since_check = True
         self._after_message()
 
-    def _after_message(self) -> None:
+    def _after_message(self, *, idle: bool = False) -> None:
+        """Between two messages (or while the tap is quiet): stop, fail, or write STATE now due."""
         runtime = self._rt
         runtime.guard.check()
         runtime.sender.raise_failure()
@@ -148,18 +149,12 @@ class TargetPlanhat(Target):
             runtime.acked_since_check = False
             self.write_acknowledged_state()
         now = time.monotonic()
-        if now >= self._next_check:
+        if idle or now >= self._next_check:
             self._checkpoint_if_due(now)
 
     def _on_idle(self) -> None:
         """Called while no input arrives: the tap is quiet, checkpoints must not wait for it."""
-        runtime = self._rt
-        runtime.guard.check()
-        runtime.sender.raise_failure()
-        if runtime.acked_since_check and self._pending_states:
-            runtime.acked_since_check = False
-            self.write_acknowledged_state()
-        self._checkpoint_if_due(time.monotonic())
+        self._after_message(idle=True)
 
     def _checkpoint_if_due(self, now: float) -> None:
         """Drain when a STATE or a batched activity has waited ``checkpoint_seconds``."""
