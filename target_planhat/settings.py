@@ -40,7 +40,7 @@ SCHEMA = th.PropertiesList(
         "tenant_token",
         th.StringType,
         secret=True,
-        description="Planhat tenant token (Settings > Integrations > API). Required unless "
+        description="Planhat tenant token (the analytics endpoint's path secret). Required unless "
         "dry_run is true. Secret: it is never logged or written anywhere.",
     ),
     th.Property(
