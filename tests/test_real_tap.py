@@ -38,15 +38,6 @@ TAP_PYTHON = TAP_VENV / "bin" / "python"
 LAUNCHER = REPO / "tests" / "support" / "run_tap_amplitude_api.py"
 TAP_REQUIREMENT = "tap-amplitude-api==0.1.8"
 RAW_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-TIME_FIELDS = (
-    "client_event_time",
-    "client_upload_time",
-    "event_time",
-    "processed_time",
-    "server_received_time",
-    "server_upload_time",
-    "user_creation_time",
-)
 
 
 def _load_generator() -> Any:
@@ -106,7 +97,7 @@ def _shifted_events(now: dt.datetime) -> tuple[list[dict[str, Any]], dt.datetime
         original = dt.datetime.strptime(line["event_time"], RAW_FORMAT)
         delta = slot.replace(microsecond=original.microsecond) - original
         moved = dict(line)
-        for field in TIME_FIELDS:
+        for field in GENERATOR.TIME_FIELDS:
             if moved.get(field):
                 moment = dt.datetime.strptime(moved[field], RAW_FORMAT) + delta
                 moved[field] = moment.strftime(RAW_FORMAT)
