@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,12 +43,10 @@ class PlanhatError(Exception):
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None, unconfirmed: bool = False):
+    def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-        # The body may have reached Planhat: no answer came back.
-        self.unconfirmed = unconfirmed
 
 
 def _is_loopback(host: str) -> bool:
@@ -166,9 +164,7 @@ class PlanhatClient:
         self._session = requests.Session()
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
-        self._session.headers.update(
-            {"Content-Type": "application/json", "User-Agent": user_agent}
-        )
+        self._session.headers.update({"Content-Type": "application/json", "User-Agent": user_agent})
         self.stats = SendStats()
         self._abandoned = False
         self._next_wait = 0.0
@@ -288,25 +284,18 @@ class PlanhatClient:
                 self.stats.unconfirmed_requests += 1
                 raise _Retryable(
                     f"no complete answer within request_timeout={self._request_timeout:g}s",
-                    unconfirmed=True,
                 ) from None
             if isinstance(exc, requests.exceptions.ChunkedEncodingError):
                 self.stats.unconfirmed_requests += 1
-                raise _Retryable(
-                    f"answer cut off ({redact.redact(type(exc).__name__)})", unconfirmed=True
-                ) from None
+                raise _Retryable(f"answer cut off ({redact.redact(type(exc).__name__)})") from None
             # Refused before sending: nothing arrived. Reset or dropped later: it may have.
             refused = "NewConnectionError" in repr(exc) or "Connection refused" in repr(exc)
             if not refused:
                 self.stats.unconfirmed_requests += 1
-            raise _Retryable(
-                f"connection error ({redact.redact(type(exc).__name__)})", unconfirmed=not refused
-            ) from None
+            raise _Retryable(f"connection error ({redact.redact(type(exc).__name__)})") from None
         except requests.Timeout:
             self.stats.unconfirmed_requests += 1
-            raise _Retryable(
-                f"no answer within request_timeout={self._timeout[1]:g}s", unconfirmed=True
-            ) from None
+            raise _Retryable(f"no answer within request_timeout={self._timeout[1]:g}s") from None
         except requests.RequestException as exc:
             raise PlanhatError(
                 f"POST {self.safe_url} failed: {redact.redact(type(exc).__name__)}"
@@ -338,6 +327,3 @@ class PlanhatClient:
             f"Planhat refused a batch of {rows} activities at {self.safe_url}: "
             f"{reason}{hint}: {excerpt or '(empty body)'}"
         )
-
-
-SendFn = Callable[[bytes, int], None]
