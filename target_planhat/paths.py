@@ -46,6 +46,18 @@ def _plain_steps(node: jp.JSONPath) -> tuple[Step, ...] | None:
     return None
 
 
+def _root_field(node: jp.JSONPath) -> str | None:
+    """The top-level field every match of the path lies under, or None if it can be any."""
+    while isinstance(node, jp.Child):
+        if isinstance(node.left, jp.Root):
+            node = node.right
+            break
+        node = node.left
+    if isinstance(node, jp.Fields) and len(node.fields) == 1 and node.fields[0] != "*":
+        return node.fields[0]
+    return None
+
+
 _MISSING = object()
 
 
@@ -109,7 +121,7 @@ class CompiledPath:
     for a plain path, jsonpath-ng's ``find`` for the rest.
     """
 
-    __slots__ = ("_expr", "_steps", "expression", "values")
+    __slots__ = ("_expr", "_steps", "expression", "root_field", "values")
 
     values: Callable[[Any], list[Any]]
 
@@ -122,6 +134,9 @@ class CompiledPath:
         except Exception as exc:  # jsonpath-ng raises several unrelated types
             raise PathError(f"invalid JSONPath {expression!r}: {exc}") from None
         self._steps = _plain_steps(self._expr)
+        # The top-level key all matches come from (`$.groups.company` -> "groups"), or None
+        # (`$..x`, `$.*`, `$[?(...)]`): which fields of a record this path can read at all.
+        self.root_field: str | None = _root_field(self._expr)
         if self._steps is None:
             find = self._expr.find
             self.values = lambda doc: [match.value for match in find(doc)]

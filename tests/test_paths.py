@@ -150,3 +150,36 @@ def test_last_key():
 def test_bad_paths_raise_path_error(expression):
     with pytest.raises(PathError):
         CompiledPath(expression)
+
+
+@settings(max_examples=300)
+@given(any_paths, st.dictionaries(st.sampled_from(KEYS), documents, max_size=5))
+def test_root_field_is_all_a_path_reads(expression, doc):
+    """A path with a ``root_field`` finds the same values in a record cut down to that field:
+    what lets the target normalise only the fields its paths can read."""
+    try:
+        path = CompiledPath(expression)
+    except PathError:
+        return
+    if path.root_field is None:
+        return
+    cut = {path.root_field: doc[path.root_field]} if path.root_field in doc else {}
+    assert path.values(cut) == path.values(doc)
+
+
+@pytest.mark.parametrize(
+    ("expression", "root"),
+    [
+        ("$.user_id", "user_id"),
+        ("$.groups.company[0]", "groups"),
+        ("$['$insert_id']", "$insert_id"),
+        ("$.event_properties.*", "event_properties"),
+        ("$.a[?(@.b > 1)]", "a"),
+        ("$..x", None),
+        ("$.*", None),
+        ("$[?(@.x)]", None),
+        ("$", None),
+    ],
+)
+def test_root_field_examples(expression, root):
+    assert CompiledPath(expression).root_field == root
