@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+from types import MappingProxyType
+from typing import Any
 
-from target_planhat.mapping import ActivityMapper, MappingError
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from target_planhat.mapping import (
+    DEFAULT_MAPPING,
+    NUMBER_FIELDS,
+    STRING_FIELDS,
+    ActivityMapper,
+    MappingError,
+    PropertySelector,
+)
+from target_planhat.paths import CompiledPath
 
 EVENT = {
     "user_id": "alice",
@@ -163,3 +176,279 @@ def test_word_in_brackets_in_property_globs_warns(caplog: pytest.LogCaptureFixtu
     with caplog.at_level("WARNING", logger="target_planhat.filters"):
         ActivityMapper(exclude_properties=["[Amplitude] Page URL"])
     assert "exclude_properties" in caplog.text and "'[[]Amplitude] Page URL'" in caplog.text
+
+
+# --- Property test: build() against a copy of the original, straightforward algorithm. ---------
+#
+# `_ReferenceMapper` is the mapper as it was before build() was specialised for speed: every path
+# goes through `CompiledPath.values`, every rule is spelled out once. The fast build must give
+# the same activity for every event and mapping, down to key order and value types.
+
+
+def _reference_first(path: CompiledPath, doc: Any) -> Any:
+    for value in path.values(doc):
+        if isinstance(value, list):
+            value = next((item for item in value if item is not None), None)
+        if value is not None:
+            return value
+    return None
+
+
+class _ReferenceSource:
+    def __init__(self, path: CompiledPath, prefix: str) -> None:
+        self.path = path
+        self.prefix = prefix
+        self.name = path.last_key or path.expression
+
+
+class _ReferenceMapper:
+    def __init__(
+        self,
+        mapping: dict[str, Any] | None,
+        include: list[str] | None,
+        exclude: list[str] | None,
+    ) -> None:
+        spec = dict(DEFAULT_MAPPING)
+        spec.update(mapping or {})
+        self.scalars: list[tuple[str, CompiledPath]] = []
+        for field in (*STRING_FIELDS, "date", *NUMBER_FIELDS):
+            expression = spec.get(field)
+            if expression is None or expression == "":
+                continue
+            self.scalars.append((field, CompiledPath(expression)))
+        self.info_list: list[_ReferenceSource] | None = None
+        self.info_keys: list[tuple[str, CompiledPath]] | None = None
+        info = spec.get("info")
+        if info is None or info == "":
+            pass
+        elif isinstance(info, dict):
+            self.info_keys = [(str(key), CompiledPath(expr)) for key, expr in info.items()]
+        else:
+            self.info_list = []
+            for item in [info] if isinstance(info, str) else info:
+                if isinstance(item, str):
+                    self.info_list.append(_ReferenceSource(CompiledPath(item), ""))
+                else:
+                    prefix = item.get("prefix") or ""
+                    self.info_list.append(_ReferenceSource(CompiledPath(item["path"]), prefix))
+        self.properties = PropertySelector(include, exclude)
+
+    def build(self, event: Any) -> dict[str, Any]:
+        activity: dict[str, Any] = {}
+        for field, path in self.scalars:
+            value = _reference_first(path, event)
+            if value is None:
+                continue
+            if (
+                field in STRING_FIELDS
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+            ):
+                value = str(value)
+            activity[field] = value
+        info = self.build_info(event)
+        if info is not None:
+            activity["info"] = info
+        return activity
+
+    def build_info(self, event: Any) -> Any:
+        keeps = None if self.properties.selects_all else self.properties.keeps
+        if self.info_keys is not None:
+            info: dict[Any, Any] = {}
+            for key, path in self.info_keys:
+                if keeps is not None and not keeps(key):
+                    continue
+                values = path.values(event)
+                if values and values[0] is not None:
+                    info[key] = values[0]
+            return info
+        if self.info_list is None:
+            return None
+        info = {}
+        for source in self.info_list:
+            for value in source.path.values(event):
+                if isinstance(value, dict):
+                    prefix = source.prefix
+                    if not prefix and keeps is None:
+                        info.update(value)
+                        continue
+                    for key, item in value.items():
+                        name = prefix + str(key) if prefix else str(key)
+                        if keeps is None or keeps(name):
+                            info[name] = item
+                elif value is not None:
+                    name = source.prefix + source.name if source.prefix else source.name
+                    if keeps is None or keeps(name):
+                        info[name] = value
+        return info
+
+
+PLAIN_PATHS = [
+    "$",
+    "$[0]",
+    "$.user_id",
+    "$.email",
+    "$.event_type",
+    "$.event_time",
+    "$.device_id",
+    "$.weight_prop",
+    "$.nope",
+    "$.groups",
+    "$.groups.company",
+    "$.groups.company[0]",
+    "$.groups.company[1]",
+    "$.groups.company[-1]",
+    "$.groups.team",
+    "$.event_properties",
+    "$.user_properties",
+    "$.group_properties",
+    "$.event_properties.plan",
+    "$.event_properties.plan[0]",
+    "$.user_properties.email",
+    "$.user_properties.name",
+    "$.user_properties.plan",
+    "$.data.path",
+    "$.data.path.deep",
+    "$.data[0]",
+    "$.data[0].path",
+]
+NON_PLAIN_PATHS = [
+    "$.event_properties.*",
+    "$..plan",
+    "$..email",
+    "$..company",
+    "$.*.plan",
+    "$.groups[*]",
+    "$.groups.*[0]",
+    "$.groups.company[*]",
+    "$.groups.company[0:2]",
+    "$.user_properties[plan,email]",
+]
+PATHS = PLAIN_PATHS + NON_PLAIN_PATHS
+PROPERTY_NAMES = ["plan", "email", "name", "rows", "path", "user.plan", "a", "B", "1", ""]
+GLOBS = ["plan", "user.*", "*mail*", "group.*", "[a-m]*", "?", "*", "1", "*properties"]
+PREFIXES = [None, "", "user.", "group.", "x_"]
+
+
+def test_path_pools_are_what_their_names_say() -> None:
+    assert all(CompiledPath(path).is_plain for path in PLAIN_PATHS)
+    assert not any(CompiledPath(path).is_plain for path in NON_PLAIN_PATHS)
+
+
+_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**6),
+    st.floats(allow_nan=False, width=32),
+    st.sampled_from(PROPERTY_NAMES),
+    st.text(max_size=4),
+)
+# Keys are strings as JSON gives them, with the odd int or bool to hold str(key) to account.
+_key = st.one_of(
+    st.sampled_from(PROPERTY_NAMES),
+    st.sampled_from(PROPERTY_NAMES),
+    st.integers(0, 2),
+    st.booleans(),
+)
+_value = st.one_of(
+    _leaf,
+    st.lists(_leaf, max_size=3),
+    st.dictionaries(_key, _leaf, max_size=3),
+)
+_bag = st.one_of(
+    st.none(),
+    st.dictionaries(_key, _value, max_size=6),
+    st.text(max_size=6),  # a bag that did not parse
+    st.integers(),
+    st.lists(_leaf, max_size=2),
+)
+_id = st.one_of(
+    st.none(),
+    st.text(max_size=4),
+    st.integers(-5, 10**12),
+    st.floats(allow_nan=False),
+    st.booleans(),
+)
+_groups = st.one_of(
+    st.none(),
+    st.text(max_size=3),
+    st.dictionaries(
+        st.sampled_from(["company", "team", "asset"]),
+        st.one_of(st.none(), _id, st.lists(st.one_of(st.none(), _id), max_size=3)),
+        max_size=3,
+    ),
+)
+_event = st.fixed_dictionaries(
+    {},
+    optional={
+        "user_id": _id,
+        "email": _id,
+        "event_type": st.one_of(st.none(), st.text(max_size=4)),
+        "event_time": st.one_of(st.none(), st.text(max_size=4), st.integers()),
+        "device_id": _id,
+        "weight_prop": st.one_of(_id, st.lists(_id, max_size=2)),
+        "plan": _value,
+        "groups": _groups,
+        "event_properties": _bag,
+        "user_properties": _bag,
+        "group_properties": _bag,
+        "data": st.one_of(_bag, st.lists(_bag, max_size=2)),
+    },
+)
+_path_or_unmapped = st.one_of(
+    st.sampled_from(PATHS), st.sampled_from(PATHS), st.sampled_from(["", None])
+)
+_info_item = st.one_of(
+    st.sampled_from(PATHS),
+    st.fixed_dictionaries(
+        {"path": st.sampled_from(PATHS)}, optional={"prefix": st.sampled_from(PREFIXES)}
+    ),
+)
+_info = st.one_of(
+    st.sampled_from([None, ""]),
+    st.sampled_from(PATHS),
+    st.lists(_info_item, max_size=4),
+    st.dictionaries(st.sampled_from(PROPERTY_NAMES), st.sampled_from(PATHS), max_size=4),
+)
+_mapping = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            **{field: _path_or_unmapped for field in (*STRING_FIELDS, "date", *NUMBER_FIELDS)},
+            "info": _info,
+        },
+    ),
+)
+_globs = st.one_of(st.none(), st.lists(st.sampled_from(GLOBS), max_size=3))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mapping=_mapping,
+    include=_globs,
+    exclude=_globs,
+    events=st.lists(_event, min_size=1, max_size=4),
+    as_proxy=st.lists(st.booleans(), min_size=4, max_size=4),
+)
+def test_build_matches_reference_algorithm(
+    mapping: dict[str, Any] | None,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    events: list[dict[str, Any]],
+    as_proxy: list[bool],
+) -> None:
+    mapper = ActivityMapper(mapping, include, exclude)
+    reference = _ReferenceMapper(mapping, include, exclude)
+    # Several events per mapper, so whatever the mapper caches is used warm as well as cold.
+    for event, proxy in zip(events, as_proxy[: len(events)], strict=True):
+        doc: Any = MappingProxyType(event) if proxy else event  # a Mapping that is no dict
+        snapshot = repr(event)
+        expected = reference.build(doc)
+        got = mapper.build(doc)
+        assert got == expected
+        assert repr(got) == repr(expected)  # value types too: 1 vs "1" vs True vs 1.0
+        assert list(got) == list(expected)
+        if isinstance(expected.get("info"), dict):
+            assert list(got["info"]) == list(expected["info"])
+        assert repr(event) == snapshot
