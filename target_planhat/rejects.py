@@ -111,7 +111,12 @@ def describe(record: Any, key_fields: tuple[str, ...] = ("$insert_id", "insert_i
 
 
 class DeadLetterFile:
-    """Appends one JSON line per rejected record; flushed per line so a crash keeps them."""
+    """Appends one JSON line per rejected record.
+
+    Buffered, not flushed per line (a flush per line cost 5% of a run with 15% anonymous events):
+    :meth:`sync` makes the lines durable before any STATE that covers their records is written,
+    so a crash can only lose lines whose records the tap sends again.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -152,7 +157,6 @@ class DeadLetterFile:
             + b"}"
         )
         self._handle.write(redact.redact(line.decode("utf-8", errors="replace")).encode() + b"\n")
-        self._handle.flush()
 
     def sync(self) -> None:
         """Before a STATE that covers rejected records, make their lines durable."""
