@@ -9,7 +9,10 @@ runs, alternating, ``--rounds`` times each:
 (a) the ``target-planhat`` CLI (subprocess; default settings except ``tenant_token``/``api_url``
     to a loopback receiver that acknowledges at once, and ledger/dead-letter in a temp dir);
 (b) a do-nothing SDK ``BatchSink`` target with default settings (``noop_target.py``);
-(c) the floor: decode every line, map the default fields by hand, encode with orjson, in-process.
+(c) the floor: decode every line, map the default fields by hand, encode with orjson, in-process;
+(d) the SDK's own floor: the do-nothing target of (b) with every switch the SDK offers set for
+    speed (MsgSpecReader, ``validate_records: false``, no timestamp parsing). No SDK target can
+    be faster per record, so d/c bounds a/c for any target built on the SDK.
 
 Prints events/s per round, the medians, a/b and a/c, peak RSS of (a), and the per-record cost of
 ``shapes.to_canonical`` on each tap's shape. Only ratios from one run are comparable: the
@@ -108,12 +111,14 @@ def run_target(
         return seconds, rss
 
 
-def run_noop(events_file: Path) -> tuple[float, int]:
+def run_noop(events_file: Path, bare: bool = False) -> tuple[float, int]:
+    """(b), or with ``bare`` (d): the do-nothing SDK target, default or fastest settings."""
     with tempfile.TemporaryDirectory(prefix="bench-b-") as tmp:
         workdir = Path(tmp)
-        (workdir / "config.json").write_text("{}")
+        (workdir / "config.json").write_text('{"validate_records": false}' if bare else "{}")
         argv = [sys.executable, str(HERE / "noop_target.py"), "--config", "config.json"]
-        seconds, code, rss, stderr = _spawn(argv, workdir, events_file)
+        env = {**os.environ, "TARGET_NOOP_BARE": "1" if bare else "0"}
+        seconds, code, rss, stderr = _spawn(argv, workdir, events_file, env)
         if code != 0:
             sys.exit(f"noop target failed ({code}):\n{stderr[-3000:]}")
         return seconds, rss
@@ -169,8 +174,8 @@ def main() -> None:
         )
         # Events/s by wall time (what a user sees) and by CPU time of the process (user+system,
         # steadier on a shared machine).
-        rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "x": []}
-        cpu_rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "x": []}
+        rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "x": []}
+        cpu_rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "x": []}
         rss_a: list[int] = []
         n = args.events
         for round_no in range(1, args.rounds + 1):
@@ -184,12 +189,16 @@ def main() -> None:
             cpu_start = time.process_time()
             rates["c"].append(n / run_floor(events_file, expected))
             cpu_rates["c"].append(n / (time.process_time() - cpu_start))
+            seconds_d, _ = run_noop(events_file, bare=True)
+            rates["d"].append(n / seconds_d)
+            cpu_rates["d"].append(n / CPU[-1])
             print(
                 f"round {round_no}: (a) target-planhat {rates['a'][-1]:8,.0f} ev/s "
                 f"(cpu {cpu_rates['a'][-1]:,.0f}, peak RSS {rss / 1024:.0f} MB) | "
                 f"(b) no-op SDK target {rates['b'][-1]:8,.0f} ev/s (cpu {cpu_rates['b'][-1]:,.0f}, "
                 f"peak RSS {rss_b / 1024:.0f} MB) | (c) floor {rates['c'][-1]:8,.0f} ev/s "
-                f"(cpu {cpu_rates['c'][-1]:,.0f})",
+                f"(cpu {cpu_rates['c'][-1]:,.0f}) | (d) bare SDK {rates['d'][-1]:8,.0f} ev/s "
+                f"(cpu {cpu_rates['d'][-1]:,.0f})",
                 flush=True,
             )
             if args.also:
@@ -208,6 +217,10 @@ def main() -> None:
                 f"medians ({label}): (a) {med['a']:,.0f} ev/s  (b) {med['b']:,.0f} ev/s  "
                 f"(c) {med['c']:,.0f} ev/s   a/b = {med['a'] / med['b']:.2f} (goal >= 1.0)  "
                 f"a/c = {med['a'] / med['c']:.2f} (goal >= 0.5)"
+            )
+            print(
+                f"                (d) {med['d']:,.0f} ev/s   d/c = {med['d'] / med['c']:.2f} "
+                f"(the SDK's record path doing nothing)  a/d = {med['a'] / med['d']:.2f}"
             )
             if args.also:
                 print(
