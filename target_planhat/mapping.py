@@ -1,14 +1,15 @@
 """Build one Planhat activity from one canonical Amplitude event, with JSONPath mappings.
 
 The mapping is compiled once at start-up so a bad path or an unknown field fails before any input
-is read, and so nothing is parsed per record.
+is read, and so nothing is parsed per record: down to a ``build`` function written for it.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from target_planhat.filters import warn_word_classes
@@ -46,6 +47,10 @@ DEFAULT_MAPPING: dict[str, Any] = {
     "date": "$.event_time",
     "info": DEFAULT_INFO,
 }
+
+# Property names repeat from record to record, so each info source remembers the names it made
+# (prefix added, selection applied), up to this many.
+NAME_CACHE_LIMIT = 100_000
 
 
 def _path(setting: str, expression: Any) -> CompiledPath:
@@ -106,7 +111,15 @@ class PropertySelector:
 
 
 class ActivityMapper:
-    """Compiled ``mapping`` plus property selection: ``build(event) -> activity``."""
+    """Compiled ``mapping`` plus property selection: ``build(event) -> activity``.
+
+    ``build`` returns the activity; fields whose path matches nothing (or null) are left out. It
+    runs once per record, so it is Python written and compiled for this mapping at start-up
+    (see ``_compile_build``), set per instance; ``tests/test_mapping.py`` holds it to the plain
+    algorithm, one loop over the compiled paths.
+    """
+
+    build: Callable[[Mapping[str, Any]], dict[str, Any]]
 
     def __init__(
         self,
@@ -134,6 +147,8 @@ class ActivityMapper:
         self._info_keys: list[tuple[str, CompiledPath]] | None = None
         self._compile_info(spec.get("info"))
         self.properties = PropertySelector(include_properties, exclude_properties)
+        self._build_any = self._compile_build(dict_events=False)
+        self.build = self._compile_build(dict_events=True)
 
     def _compile_info(self, info: Any) -> None:
         if info is None or info == "":
@@ -164,51 +179,169 @@ class ActivityMapper:
                 )
         self._info_list = sources
 
-    def build(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the activity; fields whose path matches nothing (or null) are left out."""
-        activity: dict[str, Any] = {}
-        for field, path in self._scalars:
-            value = _first(path, event)
-            if value is None:
-                continue
-            if field in STRING_FIELDS and isinstance(value, (int, float)) and not isinstance(
-                value, bool
-            ):
-                value = str(value)  # numeric user ids: Planhat ids are strings
-            activity[field] = value
-        info = self._build_info(event)
-        if info is not None:
-            activity["info"] = info
-        return activity
 
-    def _build_info(self, event: Mapping[str, Any]) -> Any:
+    def _compile_build(self, dict_events: bool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        """Write ``build`` for this mapping as straight-line Python and compile it.
+
+        A loop over compiled paths costs a call, a list and a few checks per field on every
+        record; specialised code does only what this mapping needs. ``dict_events`` code reads
+        one- and two-key plain paths (nearly all mapping paths) with ``dict.get`` in place and
+        hands every other path to ``CompiledPath.values``. Events that are not dicts get code
+        that sends every path there, as plain paths only walk dicts.
+        """
+        out = _Emitter()
         keeps = None if self.properties.selects_all else self.properties.keeps
+        if dict_events:
+            out.line("if not isinstance(event, dict):")
+            out.line(f"    return {out.bind(self._build_any)}(event)")
+        out.line("activity = {}")
+        for field, path in self._scalars:
+            out.scalar(field, path, field in STRING_FIELDS, inline=dict_events)
         if self._info_keys is not None:
-            info: dict[str, Any] = {}
+            out.line("info = {}")
             for key, path in self._info_keys:
-                if keeps is not None and not keeps(key):
-                    continue
-                values = path.values(event)
-                if values and values[0] is not None:
-                    info[key] = values[0]
-            return info
-        if self._info_list is None:
-            return None
-        info = {}
-        for source in self._info_list:
-            for value in source.path.values(event):
-                if isinstance(value, dict):
-                    prefix = source.prefix
-                    if not prefix and keeps is None:
-                        info.update(value)
-                        continue
-                    for key, item in value.items():
-                        name = prefix + str(key) if prefix else str(key)
-                        if keeps is None or keeps(name):
-                            info[name] = item
-                elif value is not None:
-                    # Not an object (a bag that did not parse): keep it under its own name.
-                    name = source.prefix + source.name if source.prefix else source.name
-                    if keeps is None or keeps(name):
-                        info[name] = value
-        return info
+                if keeps is None or keeps(key):  # the same for every record: decided here
+                    out.info_key(key, path, inline=dict_events)
+            out.line(f"activity[{out.bind('info')}] = info")
+        elif self._info_list is not None:
+            out.line("info = {}")
+            for source in self._info_list:
+                out.info_source(source, keeps, inline=dict_events)
+            out.line(f"activity[{out.bind('info')}] = info")
+        out.line("return activity")
+        return out.function("build")
+
+
+class _Emitter:
+    """Source of one specialised ``build(event)``, and the objects its code refers to.
+
+    No text from the mapping goes into the source: every key, field name, prefix and path is
+    bound in ``namespace`` under a made-up name (``_c3``), so a setting can only change the
+    values the code reads, never the code.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {"_first": _first}
+        self.depth = 1
+
+    def bind(self, value: Any) -> str:
+        name = f"_c{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.depth + text)
+
+    @contextmanager
+    def block(self, header: str) -> Iterator[None]:
+        self.line(header)
+        self.depth += 1
+        yield
+        self.depth -= 1
+
+    def function(self, name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        source = "\n".join([f"def {name}(event):", *self.lines])
+        exec(compile(source, f"<ActivityMapper.{name}>", "exec"), self.namespace)
+        return self.namespace[name]
+
+    def fetch(self, path: CompiledPath, inline: bool) -> bool:
+        """Set ``value`` to a plain path's match, or None; False if the path is not inlined."""
+        steps = path._steps  # a plain path's keys, read once here
+        if not inline or steps is None or not 1 <= len(steps) <= 2:
+            return False
+        if not all(type(step) is str for step in steps):
+            return False
+        self.line(f"value = event.get({self.bind(steps[0])})")
+        if len(steps) == 2:
+            second = self.bind(steps[1])
+            self.line(f"value = value.get({second}) if isinstance(value, dict) else None")
+        return True
+
+    def scalar(self, field: str, path: CompiledPath, as_string: bool, inline: bool) -> None:
+        """``activity[field]``: the first non-null match; a list gives its first non-None item."""
+        target = f"activity[{self.bind(field)}]"
+        if not self.fetch(path, inline):
+            self.line(f"value = _first({self.bind(path)}, event)")
+            self._store_scalar(target, as_string)
+            return
+        # One match, so no loop over matches; a str (the usual) needs no further checks.
+        with self.block("if value is not None:"):
+            with self.block("if type(value) is str:"):
+                self.line(f"{target} = value")
+            with self.block("else:"):
+                with self.block("if isinstance(value, list):"):
+                    with self.block("for item in value:"), self.block("if item is not None:"):
+                        self.line("value = item")
+                        self.line("break")
+                    with self.block("else:"):
+                        self.line("value = None")
+                self._store_scalar(target, as_string)
+
+    def _store_scalar(self, target: str, as_string: bool) -> None:
+        with self.block("if value is not None:"):
+            if as_string:  # numeric user ids: Planhat ids are strings
+                with self.block(
+                    "if isinstance(value, (int, float)) and not isinstance(value, bool):"
+                ):
+                    self.line("value = str(value)")
+            self.line(f"{target} = value")
+
+    def info_key(self, key: str, path: CompiledPath, inline: bool) -> None:
+        """``info[key]``: the first match as it is (no list rule), if not null."""
+        if not self.fetch(path, inline):
+            self.line(f"value = {self.bind(path.values)}(event)")
+            self.line("value = value[0] if value else None")
+        with self.block("if value is not None:"):
+            self.line(f"info[{self.bind(key)}] = value")
+
+    def info_source(
+        self, source: _InfoSource, keeps: Callable[[str], bool] | None, inline: bool
+    ) -> None:
+        """Merge each match of ``source`` into ``info``: objects key by key, later keys win."""
+        if self.fetch(source.path, inline):
+            self._merge(source, keeps)
+        else:
+            with self.block(f"for value in {self.bind(source.path.values)}(event):"):
+                self._merge(source, keeps)
+
+    def _merge(self, source: _InfoSource, keeps: Callable[[str], bool] | None) -> None:
+        with self.block("if isinstance(value, dict):"):
+            if not source.prefix and keeps is None:
+                self.line("info.update(value)")
+            else:
+                names: dict[str, str | None] = {}
+                namer = _namer(source.prefix, keeps, names)
+                with self.block("for key, item in value.items():"):
+                    with self.block("try:"):
+                        self.line(f"name = {self.bind(names)}[key]")
+                    with self.block("except KeyError:"):
+                        self.line(f"name = {self.bind(namer)}(key)")
+                    if keeps is None:
+                        self.line("info[name] = item")
+                    else:
+                        with self.block("if name is not None:"):
+                            self.line("info[name] = item")
+        # Not an object (a bag that did not parse): kept under its own name.
+        own = source.prefix + source.name if source.prefix else source.name
+        if keeps is None or keeps(own):
+            with self.block("elif value is not None:"):
+                self.line(f"info[{self.bind(own)}] = value")
+
+
+def _namer(
+    prefix: str, keeps: Callable[[str], bool] | None, names: dict[str, str | None]
+) -> Callable[[Any], str | None]:
+    """``key -> its name in info`` (None if not selected), remembered in ``names``."""
+
+    def name_of(key: Any) -> str | None:
+        name = key if type(key) is str else str(key)
+        if prefix:
+            name = prefix + name
+        kept = name if keeps is None or keeps(name) else None
+        # Only str keys are remembered: 1 and True are one dict key but "1" and "True" here.
+        if type(key) is str and len(names) < NAME_CACHE_LIMIT:
+            names[key] = kept
+        return kept
+
+    return name_of
