@@ -39,6 +39,14 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_bytes(data: bytes) -> bytes:
+    """:func:`redact` for UTF-8 bytes; returns ``data`` itself when it holds no secret."""
+    for secret in _secrets:
+        if secret.encode() in data:
+            return redact(data.decode("utf-8", errors="replace")).encode()
+    return data
+
+
 def install() -> None:
     """Wrap the log-record factory once; records are redacted at creation, before any handler."""
     global _installed

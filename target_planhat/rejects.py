@@ -156,7 +156,7 @@ class DeadLetterFile:
             + (_kept(activity) if activity is not None else b"null")
             + b"}"
         )
-        self._handle.write(redact.redact(line.decode("utf-8", errors="replace")).encode() + b"\n")
+        self._handle.write(redact.redact_bytes(line) + b"\n")
 
     def sync(self) -> None:
         """Before a STATE that covers rejected records, make their lines durable."""
