@@ -78,7 +78,7 @@ def _equal(left: Any, right: Any) -> bool:
 
 
 class _Where:
-    __slots__ = ("label", "test")
+    __slots__ = ("label", "path", "test")
 
     def __init__(self, setting: str, spec: Any) -> None:
         if not isinstance(spec, Mapping) or "path" not in spec or "op" not in spec:
@@ -96,6 +96,7 @@ class _Where:
         if op not in _NO_VALUE_OPS and "value" not in spec:
             raise FilterError(f"{setting}.value: op {op!r} needs a value")
         value = _plain(spec.get("value"))
+        self.path = path
         self.label = f"{path.expression} {op}" + ("" if op in _NO_VALUE_OPS else f" {value!r}")
         self.test = self._compile(setting, path, op, value)
 
@@ -192,6 +193,11 @@ class EventFilters:
             raise FilterError("event_filters: must be an object keyed by stream name or '*'")
         self._rules = {str(key): _Rule(str(key), value) for key, value in (spec or {}).items()}
         self._per_stream: dict[str, tuple[_Rule, ...]] = {}
+
+    @property
+    def paths(self) -> list[CompiledPath]:
+        """Every ``where`` path: what the filters read of a record."""
+        return [where.path for rule in self._rules.values() for where in rule.where]
 
     def rules_for(self, stream: str) -> tuple[_Rule, ...]:
         rules = self._per_stream.get(stream)
