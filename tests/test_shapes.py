@@ -402,3 +402,227 @@ def _has_nan(value) -> bool:
     if isinstance(value, (float, Decimal)):
         return value != value if not isinstance(value, Decimal) else value.is_nan()
     return False
+
+
+# --- Canonicalizer: to_canonical restricted to the fields someone reads ------------------------
+
+SELECTED = {
+    "user_id",
+    "groups",
+    "event_type",
+    "event_time",
+    "event_properties",
+    "user_properties",
+    "group_properties",
+    "$insert_id",
+    "uuid",
+}
+
+
+def _field_of(code: str) -> str:
+    """The canonical field a problem code is about."""
+    if code.startswith("unparsed_time_") and code[len("unparsed_time_") :] in shapes.TIME_FIELDS:
+        return code[len("unparsed_time_") :]
+    return code[len("unparsed_") :]
+
+
+def _restricted(record, fields):
+    """What a Canonicalizer must give: to_canonical's output and problems, for ``fields`` only."""
+    seen: list[str] = []
+    out = to_canonical(record, seen.append)
+    if fields is None:
+        return out, seen
+    return (
+        {k: v for k, v in out.items() if k in fields},
+        [code for code in seen if _field_of(code) in fields],
+    )
+
+
+def _assert_same(got, expected):
+    """Same keys in the same order, same values and types (repr shows both, and NaN too)."""
+    assert list(got) == list(expected)
+    assert repr(got) == repr(expected)
+    for key in expected:
+        assert type(got[key]) is type(expected[key]), key
+
+
+def _check(canonicalize, record, fields):
+    """Every path of a plan (interpreted first, compiled later) gives to_canonical's answer."""
+    expected, expected_problems = _restricted(record, fields)
+    for _ in range(shapes._Plan.COMPILE_AFTER + 2):
+        seen: list[str] = []
+        _assert_same(canonicalize(record, seen.append), expected)
+        assert seen == expected_problems
+    _assert_same(canonicalize(record), expected)  # no problems callback
+
+
+def test_canonicalizer_on_each_tap_shape():
+    lower = _api_record()
+    upper = {k.upper(): v for k, v in lower.items()}
+    for fields in (SELECTED, None, set(), {"nope"}, {"event_time"}, {"amplitude_id", "paying"}):
+        canonicalize = shapes.Canonicalizer(fields)
+        for record in (lower, upper, {}):
+            _check(canonicalize, record, fields)
+
+
+def test_canonicalizer_none_is_to_canonical():
+    canonicalize = shapes.Canonicalizer(None)
+    assert canonicalize.fields is None
+    record = {"EVENT_TIME": "bad", "insert_id": "i", "X": Decimal("1.5")}
+    _check(canonicalize, record, None)
+
+
+def test_canonicalizer_upper_case_spelling_when_no_lower_case_one():
+    canonicalize = shapes.Canonicalizer({"user_id", "event_time"})
+    record = {"USER_ID": "u-1", "EVENT_TIME": "2024-01-01 10:00:00", "OTHER": 1}
+    assert canonicalize(record) == {"user_id": "u-1", "event_time": "2024-01-01T10:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"USER_ID": "upper", "x": 1, "user_id": "lower"},  # exact wins, in the first one's place
+        {"user_id": "lower", "USER_ID": "upper"},
+        {"User_Id": "first", "USER_ID": "second"},  # no exact one: the first spelling wins
+        {"EVENT_TIME": "bad", "event_time": "worse", "Event_Time": "worst"},  # both reported
+    ],
+)
+def test_canonicalizer_two_spellings(record):
+    for fields in ({"user_id", "event_time"}, {"x", "user_id"}):
+        _check(shapes.Canonicalizer(fields), record, fields)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"insert_id": "a", "uuid": "u"},
+        {"uuid": "u", "_INSERT_ID": "c", "INSERT_ID": None},
+        {"insert_id": "", "_insert_id": Decimal("7")},
+        {"INSERT_ID": "upper", "insert_id": "lower"},
+        {"$INSERT_ID": None, "insert_id": "a"},  # present (even None): no fill
+        {"insert_id": None},
+    ],
+)
+def test_canonicalizer_fills_insert_id_from_unselected_aliases(record):
+    for fields in ({"$insert_id"}, {"$insert_id", "_insert_id"}, {"insert_id", "uuid"}):
+        _check(shapes.Canonicalizer(fields), record, fields)
+    assert "insert_id" not in shapes.Canonicalizer({"$insert_id"})(record)
+
+
+def test_canonicalizer_reports_problems_of_selected_fields_only():
+    record = {"EVENT_PROPERTIES": "{not a bag", "event_time": "never", "user_id": "u"}
+    seen: list[str] = []
+    assert shapes.Canonicalizer({"user_id", "event_time"})(record, seen.append) == {
+        "user_id": "u",
+        "event_time": "never",
+    }
+    assert seen == ["unparsed_time_event_time"]
+
+
+def test_canonicalizer_plan_cache_is_bounded():
+    canonicalize = shapes.Canonicalizer({"user_id"})
+    for n in range(shapes.Canonicalizer._PLANS_MAX * 2 + 3):
+        record = {f"k{n}": n, "USER_ID" if n % 2 else "user_id": n}
+        assert canonicalize(record) == {"user_id": n}
+    assert len(canonicalize._plans) <= shapes.Canonicalizer._PLANS_MAX
+
+
+def test_canonicalizer_keys_never_reach_generated_source():
+    key = "x'] = 1; import os; os._exit(3) #"
+    canonicalize = shapes.Canonicalizer({key, "user_id"})
+    for _ in range(shapes._Plan.COMPILE_AFTER + 2):
+        assert canonicalize({key: 1, "USER_ID": 2}) == {key: 1, "user_id": 2}
+
+
+_NAMES = sorted(
+    shapes.TIME_FIELDS
+    | shapes.BAG_FIELDS
+    | shapes.ID_FIELDS
+    | {"$insert_id", "insert_id", "_insert_id", "user_id", "uuid", "event_type", "country"}
+)
+
+
+def _spellings(name: str) -> list[str]:
+    return [name, name.upper(), name.title(), name[:1].upper() + name[1:]]
+
+
+_key_pool = st.one_of(
+    # the insert id's spellings and aliases often, so their rarer mixes come up too
+    st.sampled_from(
+        sorted({s for n in ("$insert_id", *shapes.INSERT_ID_ALIASES) for s in _spellings(n)})
+    ),
+    st.sampled_from(
+        sorted({s for name in _NAMES for s in _spellings(name)} | {"Weird Col", "weird col", ""})
+    ),
+)
+_times = st.one_of(
+    st.none(),
+    st.just(""),
+    st.sampled_from(
+        [
+            "2024-03-01T08:00:00.049000+00:00",
+            "2024-01-01T10:00:00.123000Z",
+            "2020-02-15 01:00:00.123456",
+            "2024-01-01T10:00:00.123Z",
+            "1704103200000",
+            "not a time",
+            "2024-02-30T00:00:00Z",
+        ]
+    ),
+    st.text(max_size=12),
+    st.datetimes(timezones=st.none() | st.just(UTC)),
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.decimals(allow_nan=True, allow_infinity=True, places=3),
+)
+_bags = st.one_of(
+    _json_values,
+    st.dictionaries(st.text(max_size=5), _json_values, max_size=3),
+    _json_values.map(lambda v: json.dumps(v, default=str)),
+    st.dictionaries(st.text(max_size=5), _json_scalars, max_size=3).map(repr),
+    _bag_texts,
+)
+_ids = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=0, max_value=10**13).map(float),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.integers(),
+    st.text(max_size=5),
+)
+_any_value = st.one_of(_times, _bags, _ids, _json_values)
+_field_sets = st.one_of(
+    st.none(),
+    st.just(SELECTED),
+    st.sets(
+        st.sampled_from([*_NAMES, "weird col", "Weird Col", "", "nope", "USER_ID"]), max_size=10
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(_key_pool, _any_value), max_size=14), _field_sets)
+def test_canonicalizer_is_to_canonical_restricted(pairs, fields):
+    record = dict(pairs)
+    before = copy.deepcopy(record)
+    _check(shapes.Canonicalizer(fields), record, fields)
+    assert repr(record) == repr(before)
+
+
+_INSERT_ID_SPELLINGS = sorted(
+    {s for name in ("$insert_id", *shapes.INSERT_ID_ALIASES) for s in _spellings(name)}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*_INSERT_ID_SPELLINGS, "uuid"]),
+            st.sampled_from([None, "", "a", "b", Decimal("7"), Decimal("7.5"), 8.0]),
+        ),
+        max_size=6,
+    ),
+    st.sets(st.sampled_from(["insert_id", "_insert_id", "uuid"])),
+)
+def test_canonicalizer_insert_id_from_any_mix_of_spellings(pairs, others):
+    fields = {"$insert_id", *others}
+    _check(shapes.Canonicalizer(fields), dict(pairs), fields)
