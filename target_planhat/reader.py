@@ -58,13 +58,16 @@ class LineReader(GenericSingerReader[str]):
         # a UnicodeDecodeError that kills the run without naming the line.
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
 
-    def deserialize_json(self, line: str) -> dict:
+    def deserialize_json(self, line: str | bytes) -> dict:  # type: ignore[override]
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError:
             # orjson refuses NaN/Infinity and lone surrogates; the stdlib takes them, and
             # validation then rejects the record that holds them, with a reason. (orjson reads
-            # integers over 64 bits as floats, as Planhat's JavaScript would.)
+            # integers over 64 bits as floats, as Planhat's JavaScript would.) Invalid UTF-8
+            # becomes lone surrogates, so it too is rejected per record, naming the record.
+            if isinstance(line, bytes):
+                line = line.decode("utf-8", "surrogateescape")
             try:
                 message = json.loads(line)
             except (ValueError, RecursionError) as exc:
@@ -80,7 +83,7 @@ class LineReader(GenericSingerReader[str]):
 
     def process_lines(
         self,
-        file_input: t.IO[str] | None,
+        file_input: t.Iterable[str | bytes] | None,
         callbacks: dict[str, t.Callable[[dict], None]],
     ) -> t.Counter[str]:
         stats: dict[str, int] = defaultdict(int)
