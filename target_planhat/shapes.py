@@ -303,7 +303,13 @@ def to_canonical(
     return out
 
 
-def _bag_text(value: str, field: str, problems: Callable[[str], None] | None) -> Any:
+# --- Canonicalizer: to_canonical for the fields someone reads --------------------------------
+
+_Problems = Callable[[str], None]
+_Run = Callable[[Mapping[str, Any], _Problems | None], dict[str, Any]]
+
+
+def _bag_text(value: str, field: str, problems: _Problems | None) -> Any:
     """A bag given as text, as to_canonical's loop converts it."""
     parsed = parse_bag(value)
     if parsed is _UNPARSED:
@@ -313,10 +319,8 @@ def _bag_text(value: str, field: str, problems: Callable[[str], None] | None) ->
     return parsed
 
 
-def _convert(value: Any, field: str, kind: int, problems: Callable[[str], None] | None) -> Any:
-    """One value of a field of ``kind``, as to_canonical's loop converts it."""
-    if kind == _PLAIN:
-        return _decimal(value) if type(value) is _DECIMAL else value
+def _convert(value: Any, field: str, kind: int, problems: _Problems | None) -> Any:
+    """One value of a time/bag/id ``field``, as to_canonical's loop converts it."""
     if kind == _TIME:
         if value is None or value == "":
             return None
@@ -354,82 +358,57 @@ _COMPILED_STEP = {
 }
 
 
-class _Plan:
-    """How a :class:`Canonicalizer` handles records with one key layout (``tuple(record)``).
+def _compile_plan(steps: list[tuple[Any, Any, int]], aliases: tuple[Any, ...]) -> _Run:
+    """Generate and compile the function for one key layout: straight-line code, no per-key
+    loop or dispatch. The source holds no record data (keys and field names are globals of the
+    generated code, named by position), so any key is safe.
 
     ``steps`` are to_canonical's assignments to selected fields, in record order: (raw key,
-    canonical field, kind); a field whose exact spelling comes after another spelling has two
-    (to_canonical converts and reports both values, the second keeping the first's place).
-    ``aliases`` are the raw keys of the insert-id aliases, by preference, when "$insert_id" is
-    selected but the layout has no spelling of it.
-
-    ``run(record, problems)`` interprets the steps for the first few records, then replaces
-    itself by a function compiled for this layout (straight-line code, no per-field dispatch:
-    about half the cost). Compiling takes ~0.1 ms, hence not for a layout seen once.
+    field, kind); a field whose exact spelling comes after another spelling has two (to_canonical
+    converts and reports both values, the second keeping the first's place). ``aliases`` are the
+    raw keys of the insert-id aliases, by preference, when "$insert_id" is selected but the
+    layout has no spelling of it.
     """
+    count = len(steps)
+    namespace: dict[str, Any] = {
+        # itemgetter of one key returns the value itself, of several a tuple
+        "_fetch": itemgetter(*[key for key, _name, _kind in steps]) if count else None,
+        "_aliases": aliases,
+        "_DECIMAL": _DECIMAL,
+        "_decimal": _decimal,
+        "_time_get": _TIME_CACHE.get,  # the cache is cleared, never replaced
+        "_CACHEABLE_TIMES": _CACHEABLE_TIMES,
+        "_time_miss": _time_miss,
+        "_bag_text": _bag_text,
+        "_id_number": _id_number,
+        "_fill_insert_id": _fill_insert_id,
+    }
+    lines = ["def run(record, problems):"]
+    if count:
+        lines.append("    " + ", ".join(f"v{i}" for i in range(count)) + " = _fetch(record)")
+    for i, (_key, name, kind) in enumerate(steps):
+        namespace[f"n{i}"] = name
+        lines.append(_COMPILED_STEP[kind].format(i=i))
+    # A dict display keeps a repeated key's first place and last value, like to_canonical.
+    lines.append("    out = {" + ", ".join(f"n{i}: v{i}" for i in range(count)) + "}")
+    if aliases:
+        lines.append("    _fill_insert_id(out, record, _aliases)")
+    lines.append("    return out")
+    exec(compile("\n".join(lines), "<shapes.Canonicalizer plan>", "exec"), namespace)
+    return namespace["run"]
 
-    __slots__ = ("aliases", "layout", "run", "steps", "uses")
 
-    COMPILE_AFTER = 4  # records interpreted before compiling
+class _Plan:
+    """A compiled :class:`Canonicalizer` function for records whose keys are ``layout``."""
 
-    def __init__(
-        self, layout: tuple[Any, ...], steps: list[tuple[Any, Any, int]], aliases: tuple[Any, ...]
-    ) -> None:
+    __slots__ = ("layout", "run")
+
+    def __init__(self, layout: tuple[Any, ...], run: _Run) -> None:
         self.layout = layout
-        self.steps = tuple(steps)
-        self.aliases = aliases
-        self.uses = 0
-        self.run: Callable[[Mapping[str, Any], Callable[[str], None] | None], dict[str, Any]]
-        self.run = self._interpret
+        self.run = run
 
-    def _interpret(
-        self, record: Mapping[str, Any], problems: Callable[[str], None] | None
-    ) -> dict[str, Any]:
-        self.uses += 1
-        if self.uses >= self.COMPILE_AFTER:
-            self.run = self._compile()
-        out: dict[str, Any] = {}
-        for key, name, kind in self.steps:
-            out[name] = _convert(record[key], name, kind, problems)
-        if self.aliases:
-            _fill_insert_id(out, record, self.aliases)
-        return out
 
-    def _compile(
-        self,
-    ) -> Callable[[Mapping[str, Any], Callable[[str], None] | None], dict[str, Any]]:
-        """Generate and compile this plan's function. The source holds no record data: keys
-        and field names are globals of the generated code, so any key is safe."""
-        names = [name for _key, name, _kind in self.steps]
-        count = len(names)
-        namespace: dict[str, Any] = {
-            "_fetch": itemgetter(*[key for key, _name, _kind in self.steps]) if count else None,
-            "_aliases": self.aliases,
-            "_DECIMAL": _DECIMAL,
-            "_decimal": _decimal,
-            "_time_get": _TIME_CACHE.get,  # the cache is cleared, never replaced
-            "_CACHEABLE_TIMES": _CACHEABLE_TIMES,
-            "_time_miss": _time_miss,
-            "_bag_text": _bag_text,
-            "_id_number": _id_number,
-            "_fill_insert_id": _fill_insert_id,
-        }
-        lines = ["def run(record, problems):"]
-        if count:
-            # itemgetter of one key returns the value itself, of several a tuple
-            lines.append(
-                "    " + "".join(f"v{i}, " for i in range(count))[:-2] + " = _fetch(record)"
-            )
-        for i, (_key, name, kind) in enumerate(self.steps):
-            namespace[f"n{i}"] = name
-            lines.append(_COMPILED_STEP[kind].format(i=i))
-        # A dict display keeps a repeated key's first place and last value, like to_canonical.
-        lines.append("    out = {" + ", ".join(f"n{i}: v{i}" for i in range(count)) + "}")
-        if self.aliases:
-            lines.append("    _fill_insert_id(out, record, _aliases)")
-        lines.append("    return out")
-        exec(compile("\n".join(lines), "<shapes.Canonicalizer plan>", "exec"), namespace)
-        return namespace["run"]
+_NO_LAYOUT = (object(),)  # no record has this key layout
 
 
 class Canonicalizer:
@@ -438,9 +417,9 @@ class Canonicalizer:
     The target reads only a handful of fields (its mapping's, filters' and dedupe key's
     JSONPaths), yet :func:`to_canonical` converts all ~25-50 of a record's. ``Canonicalizer(
     fields)(record, problems)`` returns exactly ``{k: v for k, v in to_canonical(record,
-    problems).items() if k in fields}`` - same values, types and key order - in a fraction of
-    the time. ``fields`` are canonical (lower-case) names; ``None`` means all fields, and then
-    the call *is* :func:`to_canonical`.
+    problems).items() if k in fields}`` - same values, types and key order - at less than
+    half the cost for a handful of fields. ``fields`` are canonical (lower-case) names; ``None``
+    means all fields, and then the call *is* :func:`to_canonical`.
 
     ``problems`` is called only for the selected fields (in the same order and as often as
     :func:`to_canonical` would call it for them): a bag or time nobody reads that does not
@@ -451,82 +430,121 @@ class Canonicalizer:
     output only if selected.
 
     How: which raw keys feed which selected field (lower-casing, "exactly lower-case spelling
-    wins, else the first spelling", the aliases) depends only on the record's key layout, and a
-    stream's records share one or a few layouts. So the plan is worked out once per
-    ``tuple(record)`` (bounded cache, cleared when full; the last plan is checked first, which
-    saves hashing the layout) and each call only fetches and converts the selected values.
-    Thread-safe enough: a racing call at worst plans a layout twice.
+    wins, else the first spelling", the aliases) depends only on the record's key layout,
+    ``tuple(record)``, and a stream's records share one or a few layouts. A layout's first
+    :attr:`COMPILE_AFTER` - 1 records take a direct pass (to_canonical's loop, converting only
+    the needed fields); then its plan is worked out once and compiled to a function that fetches
+    and converts just those values. Layouts are counted and plans kept in a bounded cache
+    (cleared when full); the last plan is checked first, which saves hashing the layout. A
+    stream whose layout never repeats thus costs a direct pass per record, less than
+    :func:`to_canonical`. Thread-safe enough: racing calls at worst compile a layout twice.
     """
 
-    __slots__ = ("_last", "_needed", "_plans", "fields")
+    __slots__ = ("_drop", "_fill", "_last", "_needed", "_plans", "fields")
 
-    # Distinct key layouts remembered per instance. Singer streams have one or a few; a stream
-    # whose layout never repeats just plans every record (about to_canonical's own cost).
-    _PLANS_MAX = 256
+    # Records of one layout taken by the direct pass before its plan is compiled (~0.1 ms, which
+    # the compiled function wins back in some tens of records).
+    COMPILE_AFTER = 16
+    # Distinct key layouts remembered (counted or compiled). Singer streams have one or a few.
+    PLANS_MAX = 256
 
     def __init__(self, fields: Iterable[str] | None = None) -> None:
         self.fields: frozenset[str] | None = None if fields is None else frozenset(fields)
-        # Canonical fields whose values a call needs: the selected ones, plus the aliases that
-        # "$insert_id" may be filled from.
-        needed = set(self.fields or ())
-        if "$insert_id" in needed:
-            needed.update(INSERT_ID_ALIASES)
-        self._needed = frozenset(needed)
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
-        self._last = _Plan((), [], ())  # matches only the empty record until a real one comes
+        selected = self.fields or frozenset()
+        # "$insert_id" is filled from its aliases, which are needed even when not selected
+        # (and dropped from the output then).
+        self._fill = "$insert_id" in selected
+        self._drop = tuple(a for a in INSERT_ID_ALIASES if a not in selected) if self._fill else ()
+        self._needed = selected | frozenset(self._drop)
+        self._plans: dict[tuple[Any, ...], _Plan | int] = {}
+        self._last = _Plan(_NO_LAYOUT, to_canonical)  # never run: no record has this layout
 
     def __repr__(self) -> str:
         fields = None if self.fields is None else sorted(self.fields)
         return f"Canonicalizer({fields!r})"
 
-    def _plan(self, layout: tuple[Any, ...]) -> _Plan:
-        """Work out (and cache) the plan for records whose keys are ``layout``, in order."""
-        selected = self.fields
-        assert selected is not None
-        needed = self._needed
-        steps: list[tuple[Any, Any, int]] = []
-        seen: set[Any] = set()  # canonical names met so far, as to_canonical's ``out`` keys
-        first_spelling: dict[str, Any] = {}
-        exact: dict[str, Any] = {}
-        for key in layout:
-            canonical = _KEY_CACHE.get(key)
-            if canonical is None:
-                canonical = _canonical_key(key)
-            if canonical != key and canonical in seen:
-                continue  # to_canonical skips it: an exactly lower-case spelling came first
-            seen.add(canonical)
-            if canonical not in needed:
-                continue
-            first_spelling.setdefault(canonical, key)
-            if canonical == key:
-                exact[canonical] = key
-            if canonical in selected:
-                # A later exact spelling is a second step: to_canonical converts (and reports)
-                # both values, the second overwriting the first in the first one's place.
-                steps.append((key, canonical, _KIND.get(canonical, _PLAIN)))
-        aliases: tuple[Any, ...] = ()
-        if "$insert_id" in selected and "$insert_id" not in seen:
-            # to_canonical reads out[alias]: the exact spelling's value if any, else the first.
-            aliases = tuple(
-                exact.get(alias, first_spelling[alias])
-                for alias in INSERT_ID_ALIASES
-                if alias in first_spelling
-            )
-        plan = _Plan(layout, steps, aliases)
-        if len(self._plans) >= self._PLANS_MAX:
-            self._plans.clear()
-        self._plans[layout] = plan
-        return plan
-
     def __call__(
-        self, record: Mapping[str, Any], problems: Callable[[str], None] | None = None
+        self, record: Mapping[str, Any], problems: _Problems | None = None
     ) -> dict[str, Any]:
-        """Return the selected fields of ``to_canonical(record)``; see the class docstring."""
+        """Return the selected fields of ``to_canonical(record, problems)``; see the class doc."""
         if self.fields is None:
             return to_canonical(record, problems)
         layout = tuple(record)
         plan = self._last
         if plan.layout != layout:  # usually equal, element by element, without hashing
-            plan = self._plans.get(layout) or self._plan(layout)
+            plans = self._plans
+            entry = plans.get(layout)
+            if type(entry) is _Plan:
+                plan = entry
+            else:
+                seen = (entry or 0) + 1
+                if len(plans) >= self.PLANS_MAX:
+                    plans.clear()
+                if seen < self.COMPILE_AFTER:
+                    plans[layout] = seen
+                    return self._direct(record, problems)
+                plan = plans[layout] = self._plan(layout)
             self._last = plan
         return plan.run(record, problems)
+
+    def _direct(self, record: Mapping[str, Any], problems: _Problems | None) -> dict[str, Any]:
+        """to_canonical's loop for the needed fields only (kept in step by the tests)."""
+        needed = self._needed
+        selected = self.fields
+        assert selected is not None
+        key_cache = _KEY_CACHE
+        out: dict[str, Any] = {}
+        for key, value in record.items():
+            canonical = key_cache.get(key)
+            if canonical is None:
+                canonical = _canonical_key(key)
+            if canonical not in needed:
+                continue
+            if canonical != key and canonical in out:
+                continue  # an exactly lower-case spelling of this name wins
+            kind = _KIND.get(canonical, _PLAIN)
+            if kind != _PLAIN:
+                value = _convert(value, canonical, kind, problems)
+            elif type(value) is _DECIMAL:
+                value = _decimal(value)
+            out[canonical] = value
+        if self._fill and "$insert_id" not in out:
+            for alias in INSERT_ID_ALIASES:
+                alias_value = out.get(alias)
+                if alias_value is not None and alias_value != "":
+                    out["$insert_id"] = alias_value
+                    break
+        for alias in self._drop:
+            out.pop(alias, None)
+        return out
+
+    def _plan(self, layout: tuple[Any, ...]) -> _Plan:
+        """Work out and compile the plan for records whose keys are ``layout``, in order."""
+        selected = self.fields
+        assert selected is not None
+        needed = self._needed
+        steps: list[tuple[Any, Any, int]] = []
+        first: dict[Any, Any] = {}  # needed field -> its first spelling (to_canonical's out key)
+        exact: dict[Any, Any] = {}  # needed field -> its exactly lower-case spelling, if any
+        for key in layout:
+            canonical = _KEY_CACHE.get(key)
+            if canonical is None:
+                canonical = _canonical_key(key)
+            if canonical not in needed:
+                continue
+            if canonical == key:
+                exact[canonical] = key
+            elif canonical in first:
+                continue  # to_canonical skips it: an earlier spelling is already in its out
+            first.setdefault(canonical, key)
+            if canonical in selected:
+                # A later exact spelling is a second step: to_canonical converts (and reports)
+                # both values, the second overwriting the first in the first one's place.
+                steps.append((key, canonical, _KIND.get(canonical, _PLAIN)))
+        aliases: tuple[Any, ...] = ()
+        if self._fill and "$insert_id" not in first:
+            # to_canonical reads out[alias]: the exact spelling's value if any, else the first.
+            aliases = tuple(
+                exact.get(alias, first[alias]) for alias in INSERT_ID_ALIASES if alias in first
+            )
+        return _Plan(layout, _compile_plan(steps, aliases))

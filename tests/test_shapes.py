@@ -449,11 +449,13 @@ def _assert_same(got, expected):
 def _check(canonicalize, record, fields):
     """Every path of a plan (interpreted first, compiled later) gives to_canonical's answer."""
     expected, expected_problems = _restricted(record, fields)
-    for _ in range(shapes._Plan.COMPILE_AFTER + 2):
+    for _ in range(shapes.Canonicalizer.COMPILE_AFTER + 2):
         seen: list[str] = []
         _assert_same(canonicalize(record, seen.append), expected)
         assert seen == expected_problems
     _assert_same(canonicalize(record), expected)  # no problems callback
+    if fields is not None:  # the compiled path was taken, not only the direct pass
+        assert canonicalize._last.layout == tuple(record)
 
 
 def test_canonicalizer_on_each_tap_shape():
@@ -521,16 +523,16 @@ def test_canonicalizer_reports_problems_of_selected_fields_only():
 
 def test_canonicalizer_plan_cache_is_bounded():
     canonicalize = shapes.Canonicalizer({"user_id"})
-    for n in range(shapes.Canonicalizer._PLANS_MAX * 2 + 3):
+    for n in range(shapes.Canonicalizer.PLANS_MAX * 2 + 3):
         record = {f"k{n}": n, "USER_ID" if n % 2 else "user_id": n}
         assert canonicalize(record) == {"user_id": n}
-    assert len(canonicalize._plans) <= shapes.Canonicalizer._PLANS_MAX
+    assert len(canonicalize._plans) <= shapes.Canonicalizer.PLANS_MAX
 
 
 def test_canonicalizer_keys_never_reach_generated_source():
     key = "x'] = 1; import os; os._exit(3) #"
     canonicalize = shapes.Canonicalizer({key, "user_id"})
-    for _ in range(shapes._Plan.COMPILE_AFTER + 2):
+    for _ in range(shapes.Canonicalizer.COMPILE_AFTER + 2):
         assert canonicalize({key: 1, "USER_ID": 2}) == {key: 1, "user_id": 2}
 
 
