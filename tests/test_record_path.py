@@ -33,9 +33,7 @@ def test_stream_maps_still_apply(tmp_path: Path) -> None:
 
 def test_stream_map_alias_still_applies(tmp_path: Path) -> None:
     maps = {"events": {"__alias__": "renamed"}}
-    sent, result = _dry_run(
-        tmp_path, singer_lines([event(1)]), stream_maps=maps, streams=["renamed"]
-    )
+    sent, _ = _dry_run(tmp_path, singer_lines([event(1)]), stream_maps=maps, streams=["renamed"])
     assert _actions(sent) == ["Login"]
 
 
