@@ -49,14 +49,11 @@ def _format(moment: dt.datetime) -> str:
 def _is_canonical(text: str) -> bool:
     """True if ``text`` already is exactly what :func:`_format` would return for it."""
     size = len(text)
+    # text[4:20:3] is the characters at 4, 7, 10, 13, 16 and 19: one slice for six checks.
     if size == 24:
-        if text[19] != "." or text[20:23] == "000":
+        if text[4:20:3] != "--T::." or text[23] != "Z" or text[20:23] == "000":
             return False
-    elif size != 20:
-        return False
-    if text[-1] != "Z" or text[10] != "T" or text[4] != "-" or text[7] != "-":
-        return False
-    if text[13] != ":" or text[16] != ":":
+    elif size != 20 or text[4:20:3] != "--T::Z":
         return False
     try:
         _fromisoformat(text)  # validates the digits (3.11+; on 3.10 "Z" fails: slow path)
@@ -142,9 +139,16 @@ def to_iso_utc(value: object) -> str:
     milliseconds as numbers or digit strings.
     """
     if type(value) is str:
-        fast = _fast_text(value)
-        if fast is not None:
-            return fast
+        # Straight to the string paths; the two fast ones take disjoint lengths.
+        size = len(value)
+        if size == 24 or size == 20:
+            if _is_canonical(value):
+                return value
+        else:
+            fast = _fast_text(value)
+            if fast is not None:
+                return fast
+        return _format(_parse_text(value))
     if isinstance(value, dt.datetime):
         return _format(value)
     if isinstance(value, dt.date):
