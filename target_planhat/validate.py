@@ -224,9 +224,10 @@ def encode_activity(
     except orjson.JSONEncodeError:
         encoded = _encode_with_any_keys(activity, info)
     # orjson writes NaN and Infinity as null: no "null" in the bytes, no NaN in the activity.
-    # (find: cheaper than ``in`` on bytes.) Then a walk that builds no path looks for one, and
-    # only if it finds one does the walk that names where run (it costs more than the encoding).
-    if info is not None and encoded.find(b"null") != -1 and _may_be_non_finite(info):
+    # (rfind: on JSON, CPython's reverse search skips ahead more often than find or ``in``.)
+    # Then a walk that builds no path looks for one, and only if it finds one does the walk
+    # that names where run (it costs more than the encoding).
+    if info is not None and encoded.rfind(b"null") != -1 and _may_be_non_finite(info):
         _check_finite(info)
     if len(encoded) > max_event_bytes:
         raise InvalidActivity(
