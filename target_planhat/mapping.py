@@ -179,7 +179,6 @@ class ActivityMapper:
                 )
         self._info_list = sources
 
-
     def _compile_build(self, dict_events: bool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
         """Write ``build`` for this mapping as straight-line Python and compile it.
 
@@ -190,6 +189,7 @@ class ActivityMapper:
         that sends every path there, as plain paths only walk dicts.
         """
         out = _Emitter()
+        # The selection is compiled in too: `properties` is read here, not per record.
         keeps = None if self.properties.selects_all else self.properties.keeps
         if dict_events:
             out.line("if not isinstance(event, dict):")
@@ -270,7 +270,10 @@ class _Emitter:
             with self.block("if type(value) is str:"):
                 self.line(f"{target} = value")
             with self.block("else:"):
-                with self.block("if isinstance(value, list):"):
+                # A list gives its first non-None item: nearly always the first one.
+                with self.block("if type(value) is list and value and value[0] is not None:"):
+                    self.line("value = value[0]")
+                with self.block("elif isinstance(value, list):"):
                     with self.block("for item in value:"), self.block("if item is not None:"):
                         self.line("value = item")
                         self.line("break")
@@ -282,7 +285,8 @@ class _Emitter:
         with self.block("if value is not None:"):
             if as_string:  # numeric user ids: Planhat ids are strings
                 with self.block(
-                    "if isinstance(value, (int, float)) and not isinstance(value, bool):"
+                    "if type(value) is not str and isinstance(value, (int, float))"
+                    " and not isinstance(value, bool):"
                 ):
                     self.line("value = str(value)")
             self.line(f"{target} = value")
