@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from types import MappingProxyType
 from typing import Any
+from unittest.mock import patch
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from target_planhat import mapping as mapping_module
 from target_planhat.mapping import (
     DEFAULT_MAPPING,
+    NAME_CACHE_LIMIT,
     NUMBER_FIELDS,
     STRING_FIELDS,
     ActivityMapper,
@@ -325,6 +328,18 @@ NON_PLAIN_PATHS = [
     "$.user_properties[plan,email]",
 ]
 PATHS = PLAIN_PATHS + NON_PLAIN_PATHS
+# Paths that often match objects or lists: what info sources are for.
+BAG_PATHS = [
+    "$.event_properties",
+    "$.user_properties",
+    "$.group_properties",
+    "$.data",
+    "$.data[0]",
+    "$.groups",
+    "$.event_properties.*",
+    "$.groups[*]",
+    "$..company",
+]
 PROPERTY_NAMES = ["plan", "email", "name", "rows", "path", "user.plan", "a", "B", "1", ""]
 GLOBS = ["plan", "user.*", "*mail*", "group.*", "[a-m]*", "?", "*", "1", "*properties"]
 PREFIXES = [None, "", "user.", "group.", "x_"]
@@ -356,8 +371,10 @@ _value = st.one_of(
     st.dictionaries(_key, _leaf, max_size=3),
 )
 _bag = st.one_of(
-    st.none(),
+    st.dictionaries(_key, _value, min_size=1, max_size=6),
+    st.dictionaries(st.sampled_from(["plan", "email", 1]), _value, min_size=1),  # shared keys
     st.dictionaries(_key, _value, max_size=6),
+    st.none(),
     st.text(max_size=6),  # a bag that did not parse
     st.integers(),
     st.lists(_leaf, max_size=2),
@@ -369,18 +386,18 @@ _id = st.one_of(
     st.floats(allow_nan=False),
     st.booleans(),
 )
+_group_ids = st.one_of(
+    st.lists(st.one_of(st.none(), _id), max_size=3),
+    st.tuples(st.none(), _id).map(list),  # first non-None is not the first
+    _id,
+)
 _groups = st.one_of(
+    st.fixed_dictionaries({"company": _group_ids}, optional={"team": _group_ids}),
     st.none(),
     st.text(max_size=3),
-    st.dictionaries(
-        st.sampled_from(["company", "team", "asset"]),
-        st.one_of(st.none(), _id, st.lists(st.one_of(st.none(), _id), max_size=3)),
-        max_size=3,
-    ),
 )
-_event = st.fixed_dictionaries(
-    {},
-    optional={
+_event_fields = st.fixed_dictionaries(
+    {
         "user_id": _id,
         "email": _id,
         "event_type": st.one_of(st.none(), st.text(max_size=4)),
@@ -395,41 +412,61 @@ _event = st.fixed_dictionaries(
         "data": st.one_of(_bag, st.lists(_bag, max_size=2)),
     },
 )
+
+
+@st.composite
+def _event(draw: st.DrawFn) -> dict[str, Any]:
+    """An event with all fields, less a few (a missing key and a null are both "no match")."""
+    event = draw(_event_fields)
+    for key in draw(st.sets(st.sampled_from(sorted(event)), max_size=4)):
+        del event[key]
+    return event
+
+
 _path_or_unmapped = st.one_of(
     st.sampled_from(PATHS), st.sampled_from(PATHS), st.sampled_from(["", None])
 )
+_info_path = st.one_of(st.sampled_from(BAG_PATHS), st.sampled_from(PATHS))
 _info_item = st.one_of(
-    st.sampled_from(PATHS),
-    st.fixed_dictionaries(
-        {"path": st.sampled_from(PATHS)}, optional={"prefix": st.sampled_from(PREFIXES)}
-    ),
+    _info_path,
+    st.fixed_dictionaries({"path": _info_path}, optional={"prefix": st.sampled_from(PREFIXES)}),
 )
 _info = st.one_of(
+    st.lists(_info_item, min_size=1, max_size=4),
+    # Objects merged as they are, so a later one's keys win: kept apart by prefixes otherwise.
+    st.permutations(BAG_PATHS[:3]),
+    st.dictionaries(st.sampled_from(PROPERTY_NAMES), _info_path, max_size=4),
+    _info_path,
     st.sampled_from([None, ""]),
-    st.sampled_from(PATHS),
-    st.lists(_info_item, max_size=4),
-    st.dictionaries(st.sampled_from(PROPERTY_NAMES), st.sampled_from(PATHS), max_size=4),
 )
+_scalar_mapping = {field: _path_or_unmapped for field in (*STRING_FIELDS, "date", *NUMBER_FIELDS)}
 _mapping = st.one_of(
+    st.fixed_dictionaries({"info": _info}, optional=_scalar_mapping),
+    st.fixed_dictionaries({}, optional=_scalar_mapping),  # the default info
     st.none(),
-    st.fixed_dictionaries(
-        {},
-        optional={
-            **{field: _path_or_unmapped for field in (*STRING_FIELDS, "date", *NUMBER_FIELDS)},
-            "info": _info,
-        },
-    ),
 )
 _globs = st.one_of(st.none(), st.lists(st.sampled_from(GLOBS), max_size=3))
 
 
+_LATER_WINS = {"event_properties": {"plan": "pro", "x": 1}, "user_properties": {"plan": "free"}}
+
+
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(  # two unprefixed objects sharing a key, the later wins: rarely drawn by chance
+    mapping={"info": ["$.event_properties", "$.user_properties"]},
+    include=None,
+    exclude=None,
+    events=[_LATER_WINS],
+    as_proxy=[False] * 4,
+    cache_limit=NAME_CACHE_LIMIT,
+)
 @given(
     mapping=_mapping,
     include=_globs,
     exclude=_globs,
-    events=st.lists(_event, min_size=1, max_size=4),
+    events=st.lists(_event(), min_size=1, max_size=4),
     as_proxy=st.lists(st.booleans(), min_size=4, max_size=4),
+    cache_limit=st.sampled_from([NAME_CACHE_LIMIT, 1, 0]),
 )
 def test_build_matches_reference_algorithm(
     mapping: dict[str, Any] | None,
@@ -437,15 +474,18 @@ def test_build_matches_reference_algorithm(
     exclude: list[str] | None,
     events: list[dict[str, Any]],
     as_proxy: list[bool],
+    cache_limit: int,
 ) -> None:
     mapper = ActivityMapper(mapping, include, exclude)
     reference = _ReferenceMapper(mapping, include, exclude)
-    # Several events per mapper, so whatever the mapper caches is used warm as well as cold.
+    # Several events per mapper, so whatever the mapper caches is used warm as well as cold
+    # (and full: the name caches stop growing at their limit).
     for event, proxy in zip(events, as_proxy[: len(events)], strict=True):
         doc: Any = MappingProxyType(event) if proxy else event  # a Mapping that is no dict
         snapshot = repr(event)
         expected = reference.build(doc)
-        got = mapper.build(doc)
+        with patch.object(mapping_module, "NAME_CACHE_LIMIT", cache_limit):
+            got = mapper.build(doc)
         assert got == expected
         assert repr(got) == repr(expected)  # value types too: 1 vs "1" vs True vs 1.0
         assert list(got) == list(expected)
