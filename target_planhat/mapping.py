@@ -150,6 +150,14 @@ class ActivityMapper:
         self._build_any = self._compile_build(dict_events=False)
         self.build = self._compile_build(dict_events=True)
 
+    @property
+    def paths(self) -> list[CompiledPath]:
+        """Every path the mapping reads: which fields of a record it can use at all."""
+        paths = [path for _, path in self._scalars]
+        paths += [path for _, path in self._info_keys or ()]
+        paths += [source.path for source in self._info_list or ()]
+        return paths
+
     def _compile_info(self, info: Any) -> None:
         if info is None or info == "":
             return

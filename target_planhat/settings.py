@@ -6,7 +6,7 @@ read, and every message names the setting.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +20,7 @@ from target_planhat.mapping import DEFAULT_MAPPING, ActivityMapper, MappingError
 from target_planhat.paths import CompiledPath, PathError
 from target_planhat.planhat import DEFAULT_API_URL, check_api_url
 from target_planhat.rejects import DEFAULT_DEAD_LETTER_PATH, POLICIES
+from target_planhat.shapes import Canonicalizer
 from target_planhat.validate import DEFAULT_MAX_EVENT_BYTES
 
 DEFAULT_STREAMS = ["event", "events", "*-events_*"]
@@ -177,6 +178,18 @@ class Settings:
     dead_letter_path: Path
     max_event_bytes: int
     report_path: str | None
+    #: ``shapes.to_canonical`` restricted to the fields the mapping, filters and dedupe key read.
+    canonicalize: Canonicalizer
+
+
+def read_fields(paths: Iterable[CompiledPath]) -> frozenset[str] | None:
+    """The top-level fields ``paths`` can read, or None when one of them can read any field."""
+    fields: set[str] = set()
+    for path in paths:
+        if path.root_field is None:
+            return None
+        fields.add(path.root_field)
+    return frozenset(fields)
 
 
 def _positive(config: Mapping[str, Any], name: str, default: float) -> float:
@@ -283,4 +296,5 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
         dead_letter_path=dead_letter_path,
         max_event_bytes=max_event_bytes,
         report_path=report_path,
+        canonicalize=Canonicalizer(read_fields([*mapper.paths, *filters.paths, *dedupe_key])),
     )

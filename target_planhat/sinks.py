@@ -17,7 +17,6 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_planhat.rejects import RejectedRecord, describe
-from target_planhat.shapes import to_canonical
 from target_planhat.validate import InvalidActivity, encode_activity
 
 if t.TYPE_CHECKING:
@@ -187,7 +186,7 @@ class PlanhatSink(BatchSink):
             report.skipped_streams[self.stream_name] += 1
             return
         settings = runtime.settings
-        event = to_canonical(record, runtime.count_shape_problem)
+        event = settings.canonicalize(record, runtime.count_shape_problem)
         activity = settings.mapper.build(event)
         dropped_by = settings.filters.decide(self.stream_name, event, activity)
         if dropped_by is not None:

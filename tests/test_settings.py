@@ -1,0 +1,78 @@
+"""compile_settings: which record fields the target normalises (only those its paths read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from target_planhat.settings import compile_settings
+from tests.support.cli import base_config, event, run_target, singer_lines
+
+DEFAULT_FIELDS = {
+    "user_id",
+    "groups",
+    "event_type",
+    "event_time",
+    "event_properties",
+    "user_properties",
+    "group_properties",
+    "$insert_id",
+    "uuid",
+}
+
+
+def _fields(tmp_path: Path, **config: object) -> frozenset[str] | None:
+    settings = compile_settings(base_config(tmp_path, dry_run=True, **config))
+    return settings.canonicalize.fields
+
+
+def test_default_config_reads_the_mapping_and_dedupe_fields(tmp_path: Path) -> None:
+    assert _fields(tmp_path) == DEFAULT_FIELDS
+
+
+@pytest.mark.parametrize(
+    ("config", "added"),
+    [
+        (
+            {
+                "event_filters": {
+                    "*": {"where": [{"path": "$.platform", "op": "eq", "value": "iOS"}]}
+                }
+            },
+            {"platform"},
+        ),
+        ({"mapping": {"email": "$.user_properties.email", "weight": "$.data.w"}}, {"data"}),
+        ({"mapping": {"info": {"os": "$.os_name", "plan": "$.user_properties.plan"}}}, {"os_name"}),
+        ({"dedupe_key": ["$.event_id"]}, {"event_id"}),
+    ],
+)
+def test_filters_mapping_and_dedupe_key_add_their_fields(tmp_path, config, added) -> None:
+    fields = _fields(tmp_path, **config)
+    assert fields is not None and added <= fields
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"mapping": {"info": ["$..plan"]}},
+        {"mapping": {"action": "$.*"}},
+        {"event_filters": {"events": {"where": [{"path": "$..x", "op": "exists"}]}}},
+        {"dedupe_key": ["$[?(@.uuid)].uuid"]},
+    ],
+)
+def test_a_path_that_can_read_anything_keeps_every_field(tmp_path, config) -> None:
+    assert _fields(tmp_path, **config) is None
+
+
+def test_shape_problems_are_counted_for_fields_the_target_reads(tmp_path: Path) -> None:
+    """An unparsable time nobody reads is not a problem; one the mapping reads is."""
+    records = [
+        event(1, processed_time="not a time", data="{not a bag"),
+        event(2, event_time="not a time"),
+    ]
+    result = run_target(base_config(tmp_path, dry_run=True), singer_lines(records), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.report["shape_problems"] == {"unparsed_time_event_time": 1}
+    assert result.report["rejected_by"] == {"bad_date": 1}
+    assert result.report["dry_run_written"] == 1
