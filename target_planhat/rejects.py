@@ -139,7 +139,9 @@ class DeadLetterFile:
     ) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open for the run
+            # A large buffer: a write per 8 KB default buffer (about 3 lines) cost 10% of a run
+            # with 15% anonymous events. sync() flushes before every STATE.
+            self._handle = open(self.path, "ab", buffering=1 << 20)  # noqa: SIM115
         head = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
             "stream": stream,
