@@ -6,6 +6,8 @@ read, and every message names the setting.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -203,11 +205,18 @@ def _positive(config: Mapping[str, Any], name: str, default: float) -> float:
 
 
 def _writable(name: str, path: Path) -> Path:
-    """Create the parent folder and open for append, so a bad path fails now."""
+    """Create the parent folder and check the file can be written, so a bad path fails now.
+
+    An existing file is opened for append; a missing one is not created (a run with nothing
+    to write leaves no empty file behind): its folder must be writable instead.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab"):
-            pass
+        if path.exists() or path.is_symlink():
+            with open(path, "ab"):
+                pass
+        elif not os.access(path.parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path.parent))
     except OSError as exc:
         raise ConfigError(f"{name}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
     return path

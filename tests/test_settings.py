@@ -76,3 +76,18 @@ def test_shape_problems_are_counted_for_fields_the_target_reads(tmp_path: Path) 
     assert result.report["shape_problems"] == {"unparsed_time_event_time": 1}
     assert result.report["rejected_by"] == {"bad_date": 1}
     assert result.report["dry_run_written"] == 1
+
+
+def test_a_run_without_rejects_leaves_no_empty_dead_letter_file(tmp_path: Path) -> None:
+    result = run_target(base_config(tmp_path, dry_run=True), singer_lines([event(1)]), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "dry-run.jsonl").exists()
+    assert not (tmp_path / "rejected.jsonl").exists()
+
+
+def test_a_run_with_a_reject_writes_the_dead_letter_file(tmp_path: Path) -> None:
+    records = [event(1), event(2, user=None)]
+    result = run_target(base_config(tmp_path, dry_run=True), singer_lines(records), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (tmp_path / "rejected.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and '"reason":"no_identifier"' in lines[0]
