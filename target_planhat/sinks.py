@@ -144,6 +144,23 @@ class PlanhatSink(BatchSink):
         # `bad_date` rejection naming the record. Skipping it is also the cheaper path.
         return None
 
+    def _validate_and_parse(self, record: dict) -> dict:
+        # Internal SDK step: with FastValidator, the SDK's own steps less the timestamp parsing
+        # skipped above, whose arguments it would still look up for every record.
+        validator = self._validator
+        if type(validator) is FastValidator:
+            validator.validate(record)
+            return record
+        return super()._validate_and_parse(record)
+
+    def _singer_validate_message(self, record: dict) -> None:
+        # Internal SDK step: the same key-property check, without a generator per record; the
+        # SDK's method raises its own error when a key is missing.
+        for key in self._key_properties:
+            if key not in record:
+                super()._singer_validate_message(record)
+                return
+
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         if not self.validate_schema:
             return None
