@@ -98,7 +98,12 @@ class LineReader(GenericSingerReader[str]):
                 raise InputError(
                     f"input line {self.line_number}: unknown Singer message type {kind!r}"
                 )
-            problem = _shape_problem(kind, message)
+            if kind == "RECORD" and type(message.get("record")) is dict and type(
+                message.get("stream")
+            ) is str:
+                problem = None  # the usual message, checked inline
+            else:
+                problem = _shape_problem(kind, message)
             if problem:
                 raise InputError(f"input line {self.line_number}: {kind} message {problem}")
             callback(message)

@@ -133,6 +133,10 @@ class PlanhatSink(BatchSink):
                 self.stream_name,
             )
         self._batch_bytes = 0
+        # is_full runs after every record: the limits are read once (`max_size` goes through
+        # the SDK's config lookups each time; both settings are fixed for the run).
+        self._max_rows = self.max_size
+        self._max_bytes = settings.max_request_bytes
         # Input position of the first activity not yet acknowledged in the batch handed to the
         # sender thread (written there as chunks are acknowledged), or NOT_PENDING.
         self._draining_from = NOT_PENDING
@@ -189,10 +193,7 @@ class PlanhatSink(BatchSink):
         items = (self._pending_batch or {}).get("items")
         if not items:
             return False
-        return (
-            len(items) >= self.max_size
-            or self._batch_bytes >= self._runtime.settings.max_request_bytes
-        )
+        return len(items) >= self._max_rows or self._batch_bytes >= self._max_bytes
 
     # --- one record ------------------------------------------------------------------------
 
