@@ -372,7 +372,7 @@ _value = st.one_of(
 )
 _bag = st.one_of(
     st.dictionaries(_key, _value, min_size=1, max_size=6),
-    st.dictionaries(st.sampled_from(["plan", "email", 1]), _value, min_size=1),  # shared keys
+    st.dictionaries(st.sampled_from(["plan", "email", 1, True]), _value, min_size=1),  # shared
     st.dictionaries(_key, _value, max_size=6),
     st.none(),
     st.text(max_size=6),  # a bag that did not parse
@@ -448,15 +448,37 @@ _mapping = st.one_of(
 _globs = st.one_of(st.none(), st.lists(st.sampled_from(GLOBS), max_size=3))
 
 
+# Cases the rules hinge on, too rare to leave to chance.
 _LATER_WINS = {"event_properties": {"plan": "pro", "x": 1}, "user_properties": {"plan": "free"}}
+_ONE_AND_TRUE = [{"user_properties": {1: "a"}}, {"user_properties": {True: "b"}}]
+_LIST_MATCHES = {"groups": {"company": [None, "x"]}, "data": [["y", "z"]]}
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@example(  # two unprefixed objects sharing a key, the later wins: rarely drawn by chance
+@example(  # two unprefixed objects sharing a key: the later one wins
     mapping={"info": ["$.event_properties", "$.user_properties"]},
     include=None,
     exclude=None,
     events=[_LATER_WINS],
+    as_proxy=[False] * 4,
+    cache_limit=NAME_CACHE_LIMIT,
+)
+@example(  # 1 and True: one dict key, two names ("user.1", "user.True")
+    mapping=None,
+    include=None,
+    exclude=None,
+    events=_ONE_AND_TRUE,
+    as_proxy=[False] * 4,
+    cache_limit=NAME_CACHE_LIMIT,
+)
+@example(  # an info key takes the first match as it is (a list too; a null: no key)
+    mapping={
+        "name": "$..company",
+        "info": {"c": "$..company", "d": "$.data[0]", "e": "$.groups.company[*]"},
+    },
+    include=None,
+    exclude=None,
+    events=[_LIST_MATCHES],
     as_proxy=[False] * 4,
     cache_limit=NAME_CACHE_LIMIT,
 )
