@@ -58,6 +58,8 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
+import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from operator import itemgetter
@@ -167,9 +169,12 @@ def _id_number(value: Any) -> Any:
     return value
 
 
+_MAX_REPR_DEPTH = 200
+
+
 def _json_like(value: Any, depth: int = 0) -> Any:
     """Check a literal_eval result is JSON-like; tuples become lists. Raise ValueError if not."""
-    if depth > 200:
+    if depth > _MAX_REPR_DEPTH:
         raise ValueError("too deep")
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
@@ -189,10 +194,65 @@ def _none_constant(_name: str) -> None:
     return None
 
 
+# The usual Python-repr bag: single-quoted strings, no double quote or backslash anywhere. Such
+# a string runs from one ' to the next, so splitting on them finds every string exactly as
+# Python's tokenizer would.
+_SINGLE_QUOTED = re.compile(r"('[^']*')")
+_LONG_DIGITS = re.compile(r"\d{19}")  # orjson reads integers beyond 64 bits as floats
+_JSON_WORDS = re.compile(r"true|false|null")  # JSON's, not Python's: not a Python literal
+
+
+def _repr_as_json(text: str) -> str | None:
+    """The JSON text of a Python-repr bag in the usual form, or None to leave it to
+    ``ast.literal_eval``: several times faster than it (~3 vs ~13 us for a small bag).
+
+    Only the simple, frequent form is translated; anything else returns None, and JSON that
+    orjson then refuses also goes to literal_eval, so results never differ from it (held to
+    that by a property test): text with ``"``, a backslash or NUL, integers of 19+ digits,
+    JSON's own ``true``/``false``/``null`` outside strings, or more than 200 brackets (the
+    depth literal_eval results are allowed).
+    """
+    if '"' in text or "\\" in text or "\x00" in text:
+        return None
+    if text.count("{") + text.count("[") > _MAX_REPR_DEPTH:
+        return None
+    parts = _SINGLE_QUOTED.split(text)  # outside, string, outside, ..., outside
+    outside = "\x00".join(parts[0::2])
+    if _LONG_DIGITS.search(outside) or _JSON_WORDS.search(outside):
+        return None
+    outside = outside.replace("True", "true").replace("False", "false").replace("None", "null")
+    parts[0::2] = outside.split("\x00")
+    if len(parts) > 1:
+        parts[1::2] = "\x00".join(parts[1::2]).replace("'", '"').split("\x00")
+    return "".join(parts)
+
+
+def _has_non_finite(value: Any) -> bool:
+    if type(value) is float:
+        return not math.isfinite(value)
+    if type(value) is dict:
+        return any(_has_non_finite(item) for item in value.values())
+    if type(value) is list:
+        return any(_has_non_finite(item) for item in value)
+    return False
+
+
 def _parse_repr(text: str) -> Any:
     cached = _REPR_CACHE.get(text)
     if cached is not None:
         return orjson.loads(cached)
+    as_json = _repr_as_json(text)
+    if as_json is not None:
+        try:
+            value = orjson.loads(as_json)
+        except orjson.JSONDecodeError:
+            pass  # not the simple form after all: literal_eval decides
+        else:
+            if len(text) <= _REPR_CACHE_TEXT_MAX:
+                if len(_REPR_CACHE) >= _REPR_CACHE_MAX:
+                    _REPR_CACHE.clear()
+                _REPR_CACHE[text] = as_json.encode()
+            return value
     try:
         value = _json_like(ast.literal_eval(text))
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -202,6 +262,8 @@ def _parse_repr(text: str) -> Any:
             encoded = orjson.dumps(value)
         except TypeError:  # e.g. an int beyond 64 bits: fine to return, not to cache
             return value
+        if b"null" in encoded and _has_non_finite(value):
+            return value  # orjson wrote inf (a literal like 1e400) as null: not to cache
         if len(_REPR_CACHE) >= _REPR_CACHE_MAX:
             _REPR_CACHE.clear()
         _REPR_CACHE[text] = encoded

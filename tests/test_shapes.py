@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import datetime as dt
 import json
@@ -10,10 +11,11 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from target_planhat import shapes
+from target_planhat import shapes as _shapes
 from target_planhat.shapes import MAX_BAG_CHARS, parse_bag, to_canonical
 
 UTC = dt.timezone.utc
@@ -628,3 +630,128 @@ _INSERT_ID_SPELLINGS = sorted(
 def test_canonicalizer_insert_id_from_any_mix_of_spellings(pairs, others):
     fields = {"$insert_id", *others}
     _check(shapes.Canonicalizer(fields), dict(pairs), fields)
+
+
+# --- Python-repr bags: the fast translation to JSON never differs from ast.literal_eval -------
+
+
+def _reference_parse_bag(text: str):
+    """parse_bag as it was before the fast repr path: JSON, then literal_eval (no cache)."""
+    stripped = text.strip()
+    if not stripped:
+        return {}
+    if len(stripped) > MAX_BAG_CHARS or stripped[0] not in "{[n":
+        return _shapes._UNPARSED
+    try:
+        value = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        value = _shapes._UNPARSED
+        if "NaN" in stripped or "Infinity" in stripped:
+            try:
+                value = json.loads(stripped, parse_constant=lambda _name: None)
+            except (ValueError, RecursionError):
+                value = _shapes._UNPARSED
+    if value is _shapes._UNPARSED:
+        try:
+            value = _shapes._json_like(ast.literal_eval(stripped))
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return _shapes._UNPARSED
+    if value is None or isinstance(value, (dict, list)):
+        return value
+    return _shapes._UNPARSED
+
+
+def _same_bag(text: str) -> None:
+    _shapes._REPR_CACHE.clear()
+    expected = repr(_reference_parse_bag(text))  # repr: types and key order must match too
+    assert repr(parse_bag(text)) == expected
+    assert repr(parse_bag(text)) == expected  # again, from the cache
+
+
+_repr_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(["None", "True", "false", "null", "it's", 'say "hi"', "a\\b", "1e400", ""]),
+)
+_repr_values = st.recursive(
+    _repr_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.text(max_size=8) | st.sampled_from(["True", "null", "'"]), children, max_size=4
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _repr_values, max_size=6) | st.lists(_repr_values))
+def test_repr_bags_parse_as_literal_eval_does(value) -> None:
+    _same_bag(repr(value))
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "{",
+                "}",
+                "[",
+                "]",
+                ":",
+                ",",
+                " ",
+                "'",
+                '"',
+                "\\",
+                "True",
+                "False",
+                "None",
+                "true",
+                "null",
+                "0",
+                "1",
+                "-",
+                ".",
+                "5e3",
+                "1e400",
+                "12345678901234567890",
+                "a",
+                "\t",
+                "\n",
+                "\x00",
+                "(",
+                ")",
+                "''",
+                "u",
+                "b",
+                "nan",
+            ]
+        ),
+        max_size=25,
+    ).map("".join)
+)
+@example("{'a': 1, 'a': 2}")
+@example("{'a': true}")
+@example("{'a': 1e400}")
+@example("{'a': 123456789012345678901}")
+@example("{'a': '''x'''}")
+@example("{'a' 'b': 1}")
+@example("[" * 201 + "'a'" + "]" * 201)  # deeper than literal_eval results may be
+@example("[" * 200 + "'a'" + "]" * 200)
+@example("""["'", 'a', "'"]""")
+@example("{'a': (1, 2)}")
+@example("{'status': 'None', 'ok': True, 'n': None}")
+def test_any_bag_text_parses_as_before(text: str) -> None:
+    _same_bag(text)
+
+
+def test_the_usual_repr_bag_takes_the_fast_path() -> None:
+    text = "{'plan': 'pro', 'ok': True, 'none': None, 'n': -5, 'f': 1.5e-07, 'l': ['a', {}]}"
+    assert _shapes._repr_as_json(text) is not None
+    _same_bag(text)
