@@ -91,3 +91,17 @@ def test_a_run_with_a_reject_writes_the_dead_letter_file(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-2000:]
     lines = (tmp_path / "rejected.jsonl").read_text().splitlines()
     assert len(lines) == 1 and '"reason":"no_identifier"' in lines[0]
+
+
+def test_the_readme_recipe_counts_anonymous_events_instead_of_dead_lettering_them(
+    tmp_path: Path,
+) -> None:
+    recipe = {"*": {"where": [{"path": "$.user_id", "op": "exists"}]}}
+    records = [event(1), event(2, user=None)]
+    config = base_config(tmp_path, dry_run=True, event_filters=recipe)
+    result = run_target(config, singer_lines(records), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.report["filtered_by"] == {"*: where $.user_id exists": 1}
+    assert result.report["rejected"] == 0
+    assert result.report["dry_run_written"] == 1
+    assert not (tmp_path / "rejected.jsonl").exists()
