@@ -103,27 +103,13 @@ def _may_be_non_finite(value: Any, depth: int = 0) -> bool:
     more than the encoding. Only a ``True`` pays for the walk that names where.
     """
     kind = type(value)
-    if kind is dict:
+    if kind is dict or kind is list or kind is tuple:
         if depth >= MAX_DEPTH:
             return True
         depth += 1
-        for item in value.values():
+        for item in value.values() if kind is dict else value:
             kind = type(item)
-            if kind is str or kind is int or kind is bool or item is None:
-                continue
-            if kind is float:
-                if not _isfinite(item):
-                    return True
-            elif _may_be_non_finite(item, depth):
-                return True
-        return False
-    if kind is list or kind is tuple:
-        if depth >= MAX_DEPTH:
-            return True
-        depth += 1
-        for item in value:
-            kind = type(item)
-            # _find_non_finite skips only str here, but finds nothing in an int, bool or None.
+            # _find_non_finite skips only str in a list, but finds nothing in an int, bool or None.
             if kind is str or kind is int or kind is bool or item is None:
                 continue
             if kind is float:
