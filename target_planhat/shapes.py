@@ -59,7 +59,6 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -70,6 +69,7 @@ import orjson
 
 from target_planhat.dates import _format as _format_datetime
 from target_planhat.dates import to_iso_utc
+from target_planhat.validate import may_be_non_finite
 
 __all__ = [
     "BAG_FIELDS",
@@ -228,16 +228,6 @@ def _repr_as_json(text: str) -> str | None:
     return "".join(parts)
 
 
-def _has_non_finite(value: Any) -> bool:
-    if type(value) is float:
-        return not math.isfinite(value)
-    if type(value) is dict:
-        return any(_has_non_finite(item) for item in value.values())
-    if type(value) is list:
-        return any(_has_non_finite(item) for item in value)
-    return False
-
-
 def _parse_repr(text: str) -> Any:
     cached = _REPR_CACHE.get(text)
     if cached is not None:
@@ -263,7 +253,8 @@ def _parse_repr(text: str) -> Any:
             encoded = orjson.dumps(value)
         except TypeError:  # e.g. an int beyond 64 bits: fine to return, not to cache
             return value
-        if b"null" in encoded and _has_non_finite(value):
+        # literal_eval results are at most _MAX_REPR_DEPTH deep, below the walk's own limit.
+        if b"null" in encoded and may_be_non_finite(value):
             return value  # orjson wrote inf (a literal like 1e400) as null: not to cache
         if len(_REPR_CACHE) >= _REPR_CACHE_MAX:
             _REPR_CACHE.clear()

@@ -95,7 +95,7 @@ def _check_finite(info: dict[str, Any]) -> None:
         raise InvalidActivity("non_finite_number", f"{where} is NaN or Infinity")
 
 
-def _may_be_non_finite(value: Any, depth: int = 0) -> bool:
+def may_be_non_finite(value: Any, depth: int = 0) -> bool:
     """True if :func:`_find_non_finite` would find something or raise ``too_deep``.
 
     The same walk over the same nodes, without building a path for each one: most activities
@@ -115,7 +115,7 @@ def _may_be_non_finite(value: Any, depth: int = 0) -> bool:
             if kind is float:
                 if not _isfinite(item):
                     return True
-            elif _may_be_non_finite(item, depth):
+            elif may_be_non_finite(item, depth):
                 return True
         return False
     if kind is float:
@@ -213,7 +213,7 @@ def encode_activity(
     # (rfind: on JSON, CPython's reverse search skips ahead more often than find or ``in``.)
     # Then a walk that builds no path looks for one, and only if it finds one does the walk
     # that names where run (it costs more than the encoding).
-    if info is not None and encoded.rfind(b"null") != -1 and _may_be_non_finite(info):
+    if info is not None and encoded.rfind(b"null") != -1 and may_be_non_finite(info):
         _check_finite(info)
     if len(encoded) > max_event_bytes:
         raise InvalidActivity(
