@@ -339,12 +339,7 @@ def to_canonical(
                 value = cached if cached is not None else _time_miss(value, canonical, problems)
         elif kind == _BAG:
             if type(value) is str:
-                parsed = parse_bag(value)
-                if parsed is _UNPARSED:
-                    if problems is not None:
-                        problems("unparsed_" + canonical)
-                else:
-                    value = parsed
+                value = _bag_text(value, canonical, problems)
         else:
             value = _id_number(value)
         out[canonical] = value
@@ -364,7 +359,7 @@ _Run = Callable[[Mapping[str, Any], _Problems | None], dict[str, Any]]
 
 
 def _bag_text(value: str, field: str, problems: _Problems | None) -> Any:
-    """A bag given as text, as to_canonical's loop converts it."""
+    """A bag given as text: parsed, or kept as it is and reported ``unparsed_<field>``."""
     parsed = parse_bag(value)
     if parsed is _UNPARSED:
         if problems is not None:
