@@ -122,12 +122,6 @@ class DeadLetterFile:
         self.path = Path(path)
         self._handle: Any = None
 
-    def check_writable(self) -> None:
-        """Fail at start-up, not at the first bad record hours into a run."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab"):
-            pass
-
     def write(
         self,
         stream: str,
