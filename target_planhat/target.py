@@ -56,7 +56,7 @@ class _IdleAwareReader(LineReader):
     idle_seconds: float = 1.0
 
     @property
-    def default_input(self) -> t.Iterable[str]:  # type: ignore[override]
+    def default_input(self) -> t.Iterable[bytes]:  # type: ignore[override]
         return IdleAwareLines(sys.stdin.buffer, self.on_idle, self.idle_seconds)
 
 
@@ -128,9 +128,12 @@ class TargetPlanhat(Target):
         runtime.report.received += 1
         runtime.line_number = self.message_reader.line_number  # type: ignore[attr-defined]
         stream = message_dict.get("stream")
-        sink = self._direct.get(stream) if type(stream) is str else None
-        if sink is None and type(stream) is str and stream not in self._direct:
-            sink = self._direct[stream] = self._direct_sink(stream)
+        sink = None
+        if type(stream) is str:
+            try:
+                sink = self._direct[stream]
+            except KeyError:
+                sink = self._direct[stream] = self._direct_sink(stream)
         record = message_dict.get("record")
         if sink is None or type(record) is not dict:
             super()._process_record_message(message_dict)
