@@ -98,12 +98,7 @@ class LineReader(GenericSingerReader[str]):
                 raise InputError(
                     f"input line {self.line_number}: unknown Singer message type {kind!r}"
                 )
-            if kind == "RECORD" and type(message.get("record")) is dict and type(
-                message.get("stream")
-            ) is str:
-                problem = None  # the usual message, checked inline
-            else:
-                problem = _shape_problem(kind, message)
+            problem = _shape_problem(kind, message)
             if problem:
                 raise InputError(f"input line {self.line_number}: {kind} message {problem}")
             callback(message)
@@ -122,6 +117,9 @@ _SHAPES: dict[str, tuple[tuple[str, type, bool], ...]] = {
 
 
 def _shape_problem(kind: str, message: dict) -> str | None:
+    record, stream = message.get("record"), message.get("stream")
+    if kind == "RECORD" and type(record) is dict and type(stream) is str:
+        return None  # the usual message: accepted without the loop below
     for key, expected, required in _SHAPES.get(kind, ()):
         value = message.get(key)
         if value is None:
