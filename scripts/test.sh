@@ -13,4 +13,5 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 .venv/bin/ruff check target_planhat tests benchmarks scripts
+.venv/bin/ruff format --check target_planhat tests benchmarks scripts
 exec .venv/bin/python -m pytest "$@"

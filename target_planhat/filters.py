@@ -223,7 +223,5 @@ def stream_selector(globs: Sequence[str]) -> Callable[[str], bool]:
     """``streams``: case-insensitive globs of the stream names to send."""
     if not isinstance(globs, (list, tuple)) or not all(isinstance(g, str) for g in globs):
         raise FilterError("streams: must be a list of glob strings")
-    pattern = re.compile(
-        "|".join(f"(?:{fnmatch.translate(g.lower())})" for g in globs) or "(?!)"
-    )
+    pattern = re.compile("|".join(f"(?:{fnmatch.translate(g.lower())})" for g in globs) or "(?!)")
     return lambda stream: bool(pattern.match(stream.lower()))

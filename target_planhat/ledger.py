@@ -82,8 +82,7 @@ class Ledger:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.execute(
-                    "INSERT OR REPLACE INTO acked (id, acked_at)"
-                    " SELECT value, ? FROM json_each(?)",
+                    "INSERT OR REPLACE INTO acked (id, acked_at) SELECT value, ? FROM json_each(?)",
                     (now, array),
                 )
             return

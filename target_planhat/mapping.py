@@ -183,7 +183,7 @@ class ActivityMapper:
                 sources.append(_InfoSource(_path(f"{setting}.path", item["path"]), prefix))
             else:
                 raise MappingError(
-                    f"{setting}: must be a JSONPath string or {{\"path\": ..., \"prefix\": ...}}"
+                    f'{setting}: must be a JSONPath string or {{"path": ..., "prefix": ...}}'
                 )
         self._info_list = sources
 

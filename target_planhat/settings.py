@@ -60,13 +60,13 @@ SCHEMA = th.PropertiesList(
         description="Planhat field -> JSONPath (jsonpath-ng) over the normalised Amplitude event. "
         "Fields: externalId, email, name, companyExternalId, assetExternalId, projectExternalId, "
         "action, date, weight, count, info. Given fields replace the defaults one by one; map a "
-        "field to \"\" to leave it out.",
+        'field to "" to leave it out.',
     ),
     th.Property(
         "event_filters",
         th.ObjectType(additional_properties=th.ObjectType(additional_properties=True)),
         default={},
-        description="Per stream name (or \"*\" for all): {include: [globs on action], "
+        description='Per stream name (or "*" for all): {include: [globs on action], '
         "exclude: [globs], where: [{path, op, value}]}. op: eq, ne, in, not_in, exists, "
         "not_exists, gt, gte, lt, lte, matches.",
     ),

@@ -54,47 +54,101 @@ COMPANIES: dict[str, dict[str, Any]] = {
 
 USERS: list[dict[str, Any]] = [
     {
-        "user_id": "u-1001", "email": "alice@acme.example", "name": "Alice Archer",
-        "role": "admin", "companies": ["acme-1"], "country": "United States",
-        "region": "California", "city": "San Francisco", "lat": 37.7749, "lng": -122.4194,
-        "os": ("Chrome", "122"), "device": ("Mac", "Mac OS X", "Mac OS"),
-        "language": "English", "ip": "198.51.100.23",
+        "user_id": "u-1001",
+        "email": "alice@acme.example",
+        "name": "Alice Archer",
+        "role": "admin",
+        "companies": ["acme-1"],
+        "country": "United States",
+        "region": "California",
+        "city": "San Francisco",
+        "lat": 37.7749,
+        "lng": -122.4194,
+        "os": ("Chrome", "122"),
+        "device": ("Mac", "Mac OS X", "Mac OS"),
+        "language": "English",
+        "ip": "198.51.100.23",
     },
     {
-        "user_id": "u-1002", "email": "bob@acme.example", "name": "Bob O'Brien",
-        "role": "editor", "companies": ["acme-1"], "country": "Ireland",
-        "region": "Leinster", "city": "Dublin", "lat": 53.3498, "lng": -6.2603,
-        "os": ("Firefox", "123"), "device": ("Windows", "Windows", "Windows"),
-        "language": "English", "ip": "203.0.113.7",
+        "user_id": "u-1002",
+        "email": "bob@acme.example",
+        "name": "Bob O'Brien",
+        "role": "editor",
+        "companies": ["acme-1"],
+        "country": "Ireland",
+        "region": "Leinster",
+        "city": "Dublin",
+        "lat": 53.3498,
+        "lng": -6.2603,
+        "os": ("Firefox", "123"),
+        "device": ("Windows", "Windows", "Windows"),
+        "language": "English",
+        "ip": "203.0.113.7",
     },
     {
-        "user_id": "u-2001", "email": "carla@globex.example", "name": "Carla Müller",
-        "role": "admin", "companies": ["globex-7"], "country": "Switzerland",
-        "region": "Zurich", "city": "Zürich", "lat": 47.3769, "lng": 8.5417,
-        "os": ("Chrome", "121"), "device": ("Windows", "Windows", "Windows"),
-        "language": "German", "ip": "192.0.2.44",
+        "user_id": "u-2001",
+        "email": "carla@globex.example",
+        "name": "Carla Müller",
+        "role": "admin",
+        "companies": ["globex-7"],
+        "country": "Switzerland",
+        "region": "Zurich",
+        "city": "Zürich",
+        "lat": 47.3769,
+        "lng": 8.5417,
+        "os": ("Chrome", "121"),
+        "device": ("Windows", "Windows", "Windows"),
+        "language": "German",
+        "ip": "192.0.2.44",
     },
     {
-        "user_id": "u-2002", "email": "dev.patel@globex.example", "name": "Dev Patel",
-        "role": "viewer", "companies": ["globex-7"], "country": "United Kingdom",
-        "region": "England", "city": "London", "lat": 51.5072, "lng": -0.1276,
-        "os": ("Safari", "17.3"), "device": ("Mac", "Mac OS X", "Mac OS"),
-        "language": "English", "ip": "198.51.100.190",
+        "user_id": "u-2002",
+        "email": "dev.patel@globex.example",
+        "name": "Dev Patel",
+        "role": "viewer",
+        "companies": ["globex-7"],
+        "country": "United Kingdom",
+        "region": "England",
+        "city": "London",
+        "lat": 51.5072,
+        "lng": -0.1276,
+        "os": ("Safari", "17.3"),
+        "device": ("Mac", "Mac OS X", "Mac OS"),
+        "language": "English",
+        "ip": "198.51.100.190",
     },
     {
-        "user_id": "u-3001", "email": "erin@initech.example", "name": "Erin Lee",
-        "role": "admin", "companies": ["initech-3"], "country": "United States",
-        "region": "Texas", "city": "Austin", "lat": 30.2672, "lng": -97.7431,
-        "os": ("Chrome", "122"), "device": ("Mac", "Mac OS X", "Mac OS"),
-        "language": "English", "ip": "203.0.113.88",
+        "user_id": "u-3001",
+        "email": "erin@initech.example",
+        "name": "Erin Lee",
+        "role": "admin",
+        "companies": ["initech-3"],
+        "country": "United States",
+        "region": "Texas",
+        "city": "Austin",
+        "lat": 30.2672,
+        "lng": -97.7431,
+        "os": ("Chrome", "122"),
+        "device": ("Mac", "Mac OS X", "Mac OS"),
+        "language": "English",
+        "ip": "203.0.113.88",
     },
     {
         # A consultant who works in two customer accounts: two company groups.
-        "user_id": "frank.nguyen@partner.example", "email": "frank.nguyen@partner.example",
-        "name": "Frank Nguyen", "role": "consultant", "companies": ["initech-3", "acme-1"],
-        "country": "Canada", "region": "Ontario", "city": "Toronto", "lat": 43.6532,
-        "lng": -79.3832, "os": ("Edge", "122"), "device": ("Windows", "Windows", "Windows"),
-        "language": "English", "ip": "192.0.2.201",
+        "user_id": "frank.nguyen@partner.example",
+        "email": "frank.nguyen@partner.example",
+        "name": "Frank Nguyen",
+        "role": "consultant",
+        "companies": ["initech-3", "acme-1"],
+        "country": "Canada",
+        "region": "Ontario",
+        "city": "Toronto",
+        "lat": 43.6532,
+        "lng": -79.3832,
+        "os": ("Edge", "122"),
+        "device": ("Windows", "Windows", "Windows"),
+        "language": "English",
+        "ip": "192.0.2.201",
     },
 ]
 
@@ -112,13 +166,19 @@ def _event_properties(rng: random.Random, event_type: str, user: dict[str, Any] 
     if event_type == "session_start":
         return {}
     if event_type == "Login":
-        return {"method": rng.choice(["sso", "password", "google"]), "success": True,
-                "mfa": rng.random() < 0.5}
+        return {
+            "method": rng.choice(["sso", "password", "google"]),
+            "success": True,
+            "mfa": rng.random() < 0.5,
+        }
     if event_type == "Page Viewed":
         path, title = rng.choice(PAGES if user else MARKETING_PAGES)
-        return {"path": path, "title": title,
-                "referrer": rng.choice([None, "https://www.google.com/", "/dashboard"]),
-                "load_ms": rng.randint(80, 900)}
+        return {
+            "path": path,
+            "title": title,
+            "referrer": rng.choice([None, "https://www.google.com/", "/dashboard"]),
+            "load_ms": rng.randint(80, 900),
+        }
     if event_type == "[Amplitude] Page Viewed":
         path, title = rng.choice(PAGES if user else MARKETING_PAGES)
         domain = "app.example.com" if user else "www.example.com"
@@ -136,13 +196,19 @@ def _event_properties(rng: random.Random, event_type: str, user: dict[str, Any] 
             "rows": rng.randint(10, 50_000),
             "duration_ms": round(rng.uniform(120, 9000), 1),
             "scheduled": rng.random() < 0.3,
-            "filters": {"segment": rng.choice(["at-risk", "expansion", "all"]),
-                        "columns": ["name", "mrr", "health"]},
+            "filters": {
+                "segment": rng.choice(["at-risk", "expansion", "all"]),
+                "columns": ["name", "mrr", "health"],
+            },
         }
     if event_type == "Seat Added":
         before = rng.randint(2, 30)
-        return {"seats_before": before, "seats_after": before + 1,
-                "role": rng.choice(["editor", "viewer"]), "invited_by": user["user_id"]}
+        return {
+            "seats_before": before,
+            "seats_after": before + 1,
+            "role": rng.choice(["editor", "viewer"]),
+            "invited_by": user["user_id"],
+        }
     raise ValueError(event_type)
 
 
@@ -152,12 +218,11 @@ def _raw_event(
     """One event as the Amplitude Export API returns it (before the tap's transform)."""
     anonymous = user is None
     device_id = (
-        str(uuid.uuid5(NAMESPACE, f"device-{user['user_id']}")) if user
+        str(uuid.uuid5(NAMESPACE, f"device-{user['user_id']}"))
+        if user
         else str(uuid.uuid5(NAMESPACE, f"anon-device-{number % 3}"))
     )
-    amplitude_id = 500_000_000 + (
-        USERS.index(user) * 1_000 if user else 900_000 + number % 3
-    )
+    amplitude_id = 500_000_000 + (USERS.index(user) * 1_000 if user else 900_000 + number % 3)
     hour = when.replace(minute=0, second=0, microsecond=0, tzinfo=timezone.utc)
     session_id = int(hour.timestamp() * 1000)
     client_upload = when + timedelta(milliseconds=rng.randint(50, 2500))
@@ -168,11 +233,11 @@ def _raw_event(
     if user:
         companies = user["companies"]
         groups: dict[str, Any] = {"company": list(companies)}
-        group_properties: dict[str, Any] = {
-            "company": {c: COMPANIES[c] for c in companies}
-        }
+        group_properties: dict[str, Any] = {"company": {c: COMPANIES[c] for c in companies}}
         user_properties: dict[str, Any] = {
-            "email": user["email"], "name": user["name"], "role": user["role"],
+            "email": user["email"],
+            "name": user["name"],
+            "role": user["role"],
             "plan": COMPANIES[companies[0]]["plan"],
             "initial_utm_source": rng.choice(["google", "linkedin", "(none)"]),
         }
@@ -182,12 +247,21 @@ def _raw_event(
     else:
         groups = {}
         group_properties = {}
-        user_properties = {"initial_utm_source": rng.choice(["google", "newsletter"]),
-                           "initial_referrer": "https://www.google.com/"}
+        user_properties = {
+            "initial_utm_source": rng.choice(["google", "newsletter"]),
+            "initial_referrer": "https://www.google.com/",
+        }
         os_name, os_version = "Chrome", "122"
         device_type, device_family, device_model = "Windows", "Windows", "Windows"
-        geo = {"country": "Germany", "region": "Berlin", "city": "Berlin",
-               "lat": 52.52, "lng": 13.405, "language": "German", "ip": "203.0.113.250"}
+        geo = {
+            "country": "Germany",
+            "region": "Berlin",
+            "city": "Berlin",
+            "lat": 52.52,
+            "lng": 13.405,
+            "language": "German",
+            "ip": "203.0.113.250",
+        }
     event_uuid = str(uuid.uuid5(NAMESPACE, f"event-{number}"))
     return {
         "$insert_id": str(uuid.uuid5(NAMESPACE, f"insert-{number}")),
@@ -291,8 +365,11 @@ def build_events() -> list[dict[str, Any]]:
             if (day + position) % 3 == 2:
                 continue  # not everyone works every day
             t = start + timedelta(
-                days=day, hours=position, minutes=rng.randint(0, 50),
-                seconds=rng.randint(0, 59), microseconds=rng.randint(0, 999) * 1000,
+                days=day,
+                hours=position,
+                minutes=rng.randint(0, 50),
+                seconds=rng.randint(0, 59),
+                microseconds=rng.randint(0, 999) * 1000,
             )
             page = rng.choice(["Page Viewed", "[Amplitude] Page Viewed"])
             flow = ["session_start", "Login", page]
@@ -308,8 +385,10 @@ def build_events() -> list[dict[str, Any]]:
             plan.append((t, event_type, None))
             t += timedelta(seconds=rng.randint(5, 60), microseconds=rng.randint(0, 999) * 1000)
     plan.sort(key=lambda item: item[0])
-    return [_raw_event(rng, number, when, event_type, user)
-            for number, (when, event_type, user) in enumerate(plan, start=1)]
+    return [
+        _raw_event(rng, number, when, event_type, user)
+        for number, (when, event_type, user) in enumerate(plan, start=1)
+    ]
 
 
 def main() -> None:

@@ -122,9 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         if isinstance(action, KeepAndDrop):
-            receiver._record(
-                index, self.path, body, "kept_and_dropped", kept=True, arrived=arrived
-            )
+            receiver._record(index, self.path, body, "kept_and_dropped", kept=True, arrived=arrived)
             self._drop()
             return
         if action.delay:
@@ -248,7 +246,9 @@ class PlanhatReceiver:
     def acknowledged_activities(self) -> list[dict[str, Any]]:
         """Only those the client got a 2xx answer for."""
         return [
-            a for r in self.requests() if r.kept and r.action.startswith("status 2")
+            a
+            for r in self.requests()
+            if r.kept and r.action.startswith("status 2")
             for a in r.activities
         ]
 

@@ -22,8 +22,10 @@ LOGGER = "target_planhat.planhat"
 
 
 def _body(first: int, count: int, pad: int = 0) -> bytes:
-    rows = [{"externalId": "u", "action": "Login", "info": {"n": n, "pad": "x" * pad}}
-            for n in range(first, first + count)]
+    rows = [
+        {"externalId": "u", "action": "Login", "info": {"n": n, "pad": "x" * pad}}
+        for n in range(first, first + count)
+    ]
     return json.dumps(rows).encode()
 
 
@@ -89,7 +91,10 @@ def test_429_retry_after_seconds_is_honoured(caplog: pytest.LogCaptureFixture) -
     assert 1.0 <= _gap(planhat, 0) < 1.5
     assert sorted(planhat.kept_counts().items()) == [(n, 1) for n in range(1, 6)]
     assert (client.stats.requests, client.stats.retries, client.stats.unconfirmed_requests) == (
-        2, 1, 0)
+        2,
+        1,
+        0,
+    )
     (line,) = _retry_logs(caplog)
     assert "HTTP 429" in line and "slow down" in line and "retry 1 in 1.0s" in line
 
@@ -227,8 +232,9 @@ def test_connection_refused_is_retried_and_not_unconfirmed() -> None:
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
 def test_other_4xx_fail_fast_with_status_and_excerpt(status: int) -> None:
-    answer = Reply(status, body=b'{"error": "bad tenant ' + TOKEN.encode() + b'", "x": "' +
-                   b"y" * 1000 + b'"}')
+    answer = Reply(
+        status, body=b'{"error": "bad tenant ' + TOKEN.encode() + b'", "x": "' + b"y" * 1000 + b'"}'
+    )
     with PlanhatReceiver(_scripted(answer)) as planhat:
         client = _client(planhat)
         started = time.monotonic()

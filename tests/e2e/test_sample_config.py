@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CONFIG = ROOT / "sample_config.json"
 
 
@@ -79,8 +79,17 @@ def test_sample_config_mapping_and_filters_use_the_documented_shapes():
     mapping = config["mapping"]
     assert mapping["companyExternalId"] == "$.groups.company"
     assert set(mapping) <= {
-        "externalId", "email", "name", "companyExternalId", "assetExternalId",
-        "projectExternalId", "action", "date", "weight", "count", "info",
+        "externalId",
+        "email",
+        "name",
+        "companyExternalId",
+        "assetExternalId",
+        "projectExternalId",
+        "action",
+        "date",
+        "weight",
+        "count",
+        "info",
     }
     filters = config["event_filters"]
     assert set(filters) <= {"*", "event", "events"} | set(config["streams"])
@@ -121,9 +130,17 @@ def test_sample_config_over_the_bundled_sample(in_tmp):
     sample = ROOT / "data" / "sample" / "amplitude-events.singer.jsonl"
     with sample.open("rb") as stdin:
         result = subprocess.run(
-            [sys.executable, "-c", "from target_planhat.target import main; main()",
-             "--config", "config.json"],
-            stdin=stdin, capture_output=True, check=False, timeout=120,
+            [
+                sys.executable,
+                "-c",
+                "from target_planhat.target import main; main()",
+                "--config",
+                "config.json",
+            ],
+            stdin=stdin,
+            capture_output=True,
+            check=False,
+            timeout=120,
         )
     assert result.returncode == 0, result.stderr.decode()[-4000:]
 
@@ -134,7 +151,8 @@ def test_sample_config_over_the_bundled_sample(in_tmp):
     ]
     rule = config["event_filters"]
     expected = [
-        r for r in records
+        r
+        for r in records
         if r["user_id"]
         and not any(fnmatchcase(r["event_type"], g) for g in rule["*"]["exclude"])
         and any(fnmatchcase(r["event_type"], g) for g in rule["event"]["include"])

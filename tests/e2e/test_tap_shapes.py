@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.cli import TARGET_BIN
 
-TAPS_DIR = Path(__file__).resolve().parent / "data" / "taps"
+TAPS_DIR = Path(__file__).resolve().parents[1] / "data" / "taps"
 FIXTURES = sorted(TAPS_DIR.glob("*.singer.jsonl"))
 FIRST = TAPS_DIR / "airbyte_source_amplitude.singer.jsonl"
 

@@ -197,8 +197,11 @@ def run_chain(
         run.requests = [r for r in planhat.requests() if r.index >= base]
         run.ledger = _read_ledger(ledger_path)
         stdout_text = (work / "stdout").read_text()
-        run.bookmarks = [json.loads(line)["bookmarks"][STREAM]["n"]
-                         for line in stdout_text.splitlines() if line.strip()]
+        run.bookmarks = [
+            json.loads(line)["bookmarks"][STREAM]["n"]
+            for line in stdout_text.splitlines()
+            if line.strip()
+        ]
         run.stderr = (work / "stderr").read_text(errors="replace")
         for line in run.stderr.splitlines():
             if line.startswith('{"type":"planhat_delivery_report"'):

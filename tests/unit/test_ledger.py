@@ -133,7 +133,8 @@ def test_duplicates_within_one_input_and_id_fallbacks(tmp_path: Path) -> None:
     assert result.report["duplicates_skipped"] == 2
     ledger = Ledger(config["ledger_path"])
     assert {"ins-000001", "ins-000002", "uuid-000002"} <= ledger.known(
-        ["ins-000001", "ins-000002", "uuid-000002"])
+        ["ins-000001", "ins-000002", "uuid-000002"]
+    )
     assert ledger.count() == 5  # 3 ids + 2 hashes
 
 
@@ -152,8 +153,9 @@ def test_custom_dedupe_key(tmp_path: Path) -> None:
 def test_every_chunk_of_a_split_batch_is_recorded(tmp_path: Path) -> None:
     with PlanhatReceiver() as planhat:
         # ~200 bytes per activity: a batch of 20 goes out in several POSTs.
-        config = _config(tmp_path, planhat, batch_size_rows=20, max_request_bytes=1200,
-                         max_event_bytes=1000)
+        config = _config(
+            tmp_path, planhat, batch_size_rows=20, max_request_bytes=1200, max_event_bytes=1000
+        )
         result = _run(tmp_path, config, range(1, 41))
         again = _run(tmp_path, config, range(1, 41))
     assert len(planhat.requests()) > 4

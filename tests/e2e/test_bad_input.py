@@ -28,7 +28,7 @@ from tests.support.cli import (
 )
 from tests.support.receiver import TOKEN, PlanhatReceiver
 
-BAD = Path(__file__).parent / "data" / "bad"
+BAD = Path(__file__).parents[1] / "data" / "bad"
 TABLE = json.loads((BAD / "cases.json").read_text())["cases"]
 CASES = {case["name"]: case for case in TABLE}
 FIFTY_MB = 50_000_000

@@ -277,8 +277,9 @@ def test_sigterm_storm_never_loses_an_acknowledgement(tmp_path: Path) -> None:
             config = _config(work, planhat, batch_size_rows=5)
             target = Target(config, work)
             try:
-                target.send(singer_lines([event(n) for n in range(1, 301)], state_every=5),
-                            close=True)
+                target.send(
+                    singer_lines([event(n) for n in range(1, 301)], state_every=5), close=True
+                )
                 _wait_until(lambda: planhat.arrivals >= 3)
                 time.sleep(rng.uniform(0, 0.2))
                 target.signal()
@@ -294,7 +295,8 @@ def test_sigterm_storm_never_loses_an_acknowledgement(tmp_path: Path) -> None:
         answered = {f"ins-{n:06d}" for n in _acknowledged(planhat)}
         assert answered == ledger, attempt
         assert not target.bookmarks or set(range(1, target.bookmarks[-1] + 1)) <= _acknowledged(
-            planhat)
+            planhat
+        )
 
 
 # --- the guard itself ----------------------------------------------------------------------------

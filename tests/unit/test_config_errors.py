@@ -96,6 +96,8 @@ SCHEMA_CASES: list[tuple[str, Any, str]] = [
     ("streams_not_a_list", {"streams": "events"}, "streams"),
     ("mapping_not_an_object", {"mapping": "$.user_id"}, "mapping"),
 ]
+
+
 def run_config_error(tmp_path: Path, overrides: Any) -> tuple[Result, PlanhatReceiver]:
     if callable(overrides):
         overrides = overrides(tmp_path)

@@ -32,7 +32,7 @@ from tests.support.receiver import TOKEN, PlanhatReceiver
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TAP_VENV = REPO / ".venv-tap-amplitude-api"
 TAP_PYTHON = TAP_VENV / "bin" / "python"
 LAUNCHER = REPO / "tests" / "support" / "run_tap_amplitude_api.py"

@@ -136,8 +136,9 @@ def test_state_while_input_flows_and_never_ahead_of_answers(tmp_path: Path) -> N
 def test_single_stream_steady_flow_with_full_batches(tmp_path: Path) -> None:
     """Batches fill (the SDK drains one sink, writing no STATE): STATE still follows each drain."""
     with PlanhatReceiver() as planhat:
-        feed = SlowFeed(_config(tmp_path, planhat, batch_size_rows=10, checkpoint_seconds=30),
-                        planhat, tmp_path)
+        feed = SlowFeed(
+            _config(tmp_path, planhat, batch_size_rows=10, checkpoint_seconds=30), planhat, tmp_path
+        )
         feed.write(schema_message("events"))
         _feed(feed, 1, 60, every=4, pause=0.05)
         time.sleep(0.5)
@@ -153,7 +154,10 @@ def test_single_stream_steady_flow_with_full_batches(tmp_path: Path) -> None:
 def test_fractional_checkpoint_seconds_is_accepted(tmp_path: Path) -> None:
     with PlanhatReceiver() as planhat:
         config = base_config(
-            tmp_path, tenant_token=TOKEN, api_url=planhat.url, checkpoint_seconds=0.5,
+            tmp_path,
+            tenant_token=TOKEN,
+            api_url=planhat.url,
+            checkpoint_seconds=0.5,
             request_timeout=2.5,
         )
         result = run_target(config, singer_lines([event(1)]), tmp_path)

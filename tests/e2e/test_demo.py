@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "amplitude-events.singer.jsonl"
 DRY_RUN = ROOT / "output" / "planhat-dry-run.jsonl"
 REJECTED = ROOT / "output" / "planhat-rejected.jsonl"

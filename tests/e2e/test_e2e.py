@@ -22,7 +22,7 @@ from tests.support.cli import (
 )
 from tests.support.receiver import TOKEN, PlanhatReceiver, Reply
 
-FIXTURE = Path(__file__).parent / "data" / "e2e" / "mixed_events.singer.jsonl"
+FIXTURE = Path(__file__).parents[1] / "data" / "e2e" / "mixed_events.singer.jsonl"
 
 FILTERS = {
     "*": {"exclude": ["Heartbeat"]},
@@ -43,22 +43,70 @@ def _activity(n: int, user: str, action: str, date: str, company: str, info: dic
 # Written out by hand from tests/data/e2e/mixed_events.singer.jsonl: record 4 and 9 are
 # Heartbeats (excluded), 7 is anonymous (rejected: no identifier), 10 has platform Test (where).
 EXPECTED = [
-    _activity(1, "bob", "Login", "2024-05-02T01:11:01.001Z", "acme-2",
-              {"path": "/p/1", "ms": 100, "user.plan": "pro", "group.tier": "gold"}),
-    _activity(2, "carol", "Page Viewed", "2024-05-03T02:12:02.002Z", "acme-1",
-              {"path": "/p/2", "ms": 200, "user.plan": "enterprise"}),
-    _activity(3, "alice", "Report Exported", "2024-05-01T03:13:03.003Z", "acme-2",
-              {"path": "/p/3", "ms": 300, "user.plan": "free", "group.tier": "gold"}),
-    _activity(5, "carol", "Seat Added", "2024-05-03T05:15:05.005Z", "acme-2",
-              {"seats": 5, "user.plan": "enterprise", "group.tier": "gold"}),
-    _activity(6, "alice", "Page Viewed", "2024-05-01T06:10:06.006Z", "acme-1",
-              {"path": "/p/6", "ms": 600, "user.plan": "free"}),
-    _activity(8, "carol", "Report Exported", "2024-05-03T08:12:08.008Z", "acme-1",
-              {"path": "/p/8", "ms": 800, "user.plan": "enterprise"}),
-    _activity(11, "carol", "Seat Added", "2024-05-03T01:15:01.011Z", "acme-2",
-              {"seats": 11, "user.plan": "enterprise", "group.tier": "gold"}),
-    _activity(12, "alice", "Login", "2024-05-01T02:10:02.012Z", "acme-1",
-              {"path": "/p/12", "ms": 1200, "user.plan": "free"}),
+    _activity(
+        1,
+        "bob",
+        "Login",
+        "2024-05-02T01:11:01.001Z",
+        "acme-2",
+        {"path": "/p/1", "ms": 100, "user.plan": "pro", "group.tier": "gold"},
+    ),
+    _activity(
+        2,
+        "carol",
+        "Page Viewed",
+        "2024-05-03T02:12:02.002Z",
+        "acme-1",
+        {"path": "/p/2", "ms": 200, "user.plan": "enterprise"},
+    ),
+    _activity(
+        3,
+        "alice",
+        "Report Exported",
+        "2024-05-01T03:13:03.003Z",
+        "acme-2",
+        {"path": "/p/3", "ms": 300, "user.plan": "free", "group.tier": "gold"},
+    ),
+    _activity(
+        5,
+        "carol",
+        "Seat Added",
+        "2024-05-03T05:15:05.005Z",
+        "acme-2",
+        {"seats": 5, "user.plan": "enterprise", "group.tier": "gold"},
+    ),
+    _activity(
+        6,
+        "alice",
+        "Page Viewed",
+        "2024-05-01T06:10:06.006Z",
+        "acme-1",
+        {"path": "/p/6", "ms": 600, "user.plan": "free"},
+    ),
+    _activity(
+        8,
+        "carol",
+        "Report Exported",
+        "2024-05-03T08:12:08.008Z",
+        "acme-1",
+        {"path": "/p/8", "ms": 800, "user.plan": "enterprise"},
+    ),
+    _activity(
+        11,
+        "carol",
+        "Seat Added",
+        "2024-05-03T01:15:01.011Z",
+        "acme-2",
+        {"seats": 11, "user.plan": "enterprise", "group.tier": "gold"},
+    ),
+    _activity(
+        12,
+        "alice",
+        "Login",
+        "2024-05-01T02:10:02.012Z",
+        "acme-1",
+        {"path": "/p/12", "ms": 1200, "user.plan": "free"},
+    ),
 ]
 
 
@@ -78,13 +126,16 @@ def test_exact_bodies_with_filters_and_batches(tmp_path: Path) -> None:
     assert [a for body in bodies for a in body] == EXPECTED
     assert len(bodies) > 1
     assert all(len(body) <= 3 for body in bodies)
-    assert result.states[-1] == {"bookmarks": {"events": {"server_upload_time":
-                                                          "2024-05-04T00:00:12.000000Z"}}}
+    assert result.states[-1] == {
+        "bookmarks": {"events": {"server_upload_time": "2024-05-04T00:00:12.000000Z"}}
+    }
     report = result.report
     assert report is not None
     assert report["sent"] == 8
-    assert report["filtered_by"] == {"*: exclude Heartbeat": 2,
-                                     "events: where $.platform ne 'Test'": 1}
+    assert report["filtered_by"] == {
+        "*: exclude Heartbeat": 2,
+        "events: where $.platform ne 'Test'": 1,
+    }
     assert report["rejected_by"] == {"no_identifier": 1}
     rejected = [json.loads(line) for line in (tmp_path / "rejected.jsonl").read_text().splitlines()]
     assert [(r["reason"], r["record"]["$insert_id"]) for r in rejected] == [
@@ -119,8 +170,10 @@ def test_dry_run_writes_what_http_sends(tmp_path: Path) -> None:
 
 def _split_array(body: bytes) -> list[bytes]:
     """Each element of a JSON array body as its own compact bytes, as the target encoded it."""
-    return [json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
-            for item in json.loads(body)]
+    return [
+        json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+        for item in json.loads(body)
+    ]
 
 
 def test_state_only_after_acknowledgement(tmp_path: Path) -> None:
