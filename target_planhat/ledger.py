@@ -15,7 +15,10 @@ from pathlib import Path
 
 import orjson
 
-DEFAULT_LEDGER_PATH = ".target-planhat/ledger.sqlite"
+from target_planhat.settings import DEFAULT_LEDGER_PATH
+
+__all__ = ["DEFAULT_LEDGER_PATH", "Ledger"]
+
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
 
 

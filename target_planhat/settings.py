@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 
+from target_planhat import redact
 from target_planhat.filters import EventFilters, FilterError, stream_selector
-from target_planhat.ledger import DEFAULT_LEDGER_PATH
 from target_planhat.mapping import DEFAULT_MAPPING, ActivityMapper, MappingError
 from target_planhat.paths import CompiledPath, PathError
 from target_planhat.planhat import DEFAULT_API_URL, check_api_url
@@ -28,6 +29,8 @@ from target_planhat.validate import DEFAULT_MAX_EVENT_BYTES
 DEFAULT_STREAMS = ["event", "events", "*-events_*"]
 DEFAULT_DEDUPE_KEY = ["$['$insert_id']", "$.uuid"]
 DEFAULT_DRY_RUN_PATH = "planhat-dry-run.jsonl"
+DEFAULT_LEDGER_PATH = ".target-planhat/ledger.sqlite"
+LEDGER_URL_ENV = "TARGET_PLANHAT_LEDGER_URL"
 DEFAULT_MAX_REQUEST_BYTES = 8_000_000
 PLANHAT_MAX_REQUEST_BYTES = 32_000_000
 
@@ -127,7 +130,22 @@ SCHEMA = th.PropertiesList(
         default=True,
         description="Keep a ledger of acknowledged activity ids so a replay never sends twice.",
     ),
-    th.Property("ledger_path", th.StringType, default=DEFAULT_LEDGER_PATH),
+    th.Property(
+        "ledger_path",
+        th.StringType,
+        default=DEFAULT_LEDGER_PATH,
+        description="SQLite file of the ledger, used when ledger_url is not set. Lost with the "
+        "local disk: on containers or ephemeral workers use ledger_url.",
+    ),
+    th.Property(
+        "ledger_url",
+        th.StringType,
+        secret=True,
+        description="PostgreSQL URL of the ledger (postgresql://user:password@host:port/dbname, "
+        "libpq query options such as sslmode allowed); also read from "
+        "TARGET_PLANHAT_LEDGER_URL. When set the ledger lives there instead of ledger_path. "
+        "Secret: the password is never logged.",
+    ),
     th.Property(
         "dedupe_key",
         th.ArrayType(th.StringType),
@@ -174,6 +192,8 @@ class Settings:
     checkpoint_seconds: float
     dedupe: bool
     ledger_path: Path
+    #: PostgreSQL URL of the ledger, or None for SQLite at ``ledger_path``.
+    ledger_url: str | None
     dedupe_key: tuple[CompiledPath, ...]
     ledger_ttl_days: float
     on_invalid_record: str
@@ -220,6 +240,37 @@ def _writable(name: str, path: Path) -> Path:
     except OSError as exc:
         raise ConfigError(f"{name}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
     return path
+
+
+def _ledger_url(config: Mapping[str, Any], ledger_path: Path) -> str | None:
+    """``ledger_url`` from the config, else from ``TARGET_PLANHAT_LEDGER_URL``; checked."""
+    url = config.get("ledger_url")
+    if url is None or url == "":
+        url = os.environ.get(LEDGER_URL_ENV) or None
+    if url is None:
+        return None
+    if not isinstance(url, str):
+        raise ConfigError("ledger_url: must be a string")
+    redact.register(_password(url))
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            "ledger_url: must start with postgresql:// or postgres:// "
+            "(postgresql://user:password@host:port/dbname)"
+        )
+    if str(ledger_path) != str(Path(DEFAULT_LEDGER_PATH)):
+        raise ConfigError(
+            "ledger_path, ledger_url: both are set; the ledger lives in one place: keep "
+            "ledger_url (PostgreSQL) or ledger_path (SQLite), not both"
+        )
+    return url
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def compile_settings(config: Mapping[str, Any]) -> Settings:
@@ -277,7 +328,8 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"dedupe_key: {exc}") from None
     dedupe = bool(config.get("dedupe", True))
     ledger_path = Path(config.get("ledger_path") or DEFAULT_LEDGER_PATH)
-    if dedupe and not dry_run:
+    ledger_url = _ledger_url(config, ledger_path)
+    if dedupe and not dry_run and ledger_url is None:
         try:
             ledger_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -299,6 +351,7 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
         checkpoint_seconds=_positive(config, "checkpoint_seconds", 10),
         dedupe=dedupe,
         ledger_path=ledger_path,
+        ledger_url=ledger_url,
         dedupe_key=dedupe_key,
         ledger_ttl_days=_positive(config, "ledger_ttl_days", 7),
         on_invalid_record=policy,

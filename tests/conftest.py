@@ -1,0 +1,44 @@
+"""Session-wide fixtures: a real PostgreSQL server, and ``store_backend`` for both backends.
+
+The server starts once, on first use, and each test gets a database of its own. Without server
+binaries the PostgreSQL cases skip, naming what to install; with ``CI=true`` they fail instead,
+so CI can never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres import INSTALL_HINT, PostgresServer, StoreBackend, start_server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = start_server()
+    if server is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {INSTALL_HINT}")
+        pytest.skip(INSTALL_HINT)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh database, for a role without superuser."""
+    return postgres_server.url(postgres_server.new_database())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
+    if request.param == "sqlite":
+        return StoreBackend("sqlite", {"ledger_path": str(tmp_path / "ledger.sqlite")})
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    database = server.new_database()
+    return StoreBackend("postgres", {"ledger_url": server.url(database)}, server, database)
