@@ -59,17 +59,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_api_url(api_url: str) -> str:
-    """Return the normalised URL; refuse plain http except to this machine."""
+def check_api_url(
+    api_url: str, setting: str = "api_url", secret: str = "the tenant token travels in the URL"
+) -> str:
+    """Return the normalised URL; refuse plain http except to this machine.
+
+    ``setting`` and ``secret`` word the message for another URL setting (``planhat_api_url``,
+    whose token travels in a header).
+    """
     parts = urlsplit(api_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"api_url: {api_url!r} is not an http(s) URL")
+        raise ValueError(f"{setting}: {api_url!r} is not an http(s) URL")
     if parts.scheme == "http":
         host = parts.hostname
         if not _is_loopback(host):
             raise ValueError(
-                "api_url: plain http:// is refused for non-loopback hosts "
-                "(the tenant token travels in the URL); use https://"
+                f"{setting}: plain http:// is refused for non-loopback hosts "
+                f"({secret}); use https://"
             )
     return api_url.rstrip("/")
 
