@@ -77,6 +77,17 @@ def _equal(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
+def compile_globs(setting: str, globs: Any) -> list[tuple[str, re.Pattern[str]]] | None:
+    """Action globs as ``event_filters`` reads them (also for ``metrics`` and ``rollup``)."""
+    if globs is None:
+        return None
+    if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
+        raise FilterError(f"{setting}: must be a list of glob strings")
+    warn_word_classes(setting, globs)
+    # fnmatchcase semantics: case-sensitive on every platform.
+    return [(glob, re.compile(fnmatch.translate(glob))) for glob in globs]
+
+
 class _Where:
     __slots__ = ("label", "path", "test")
 
@@ -143,6 +154,10 @@ class _Where:
         )
 
 
+#: One ``where`` condition, as ``event_filters`` reads it (``metrics`` rules reuse it).
+Condition = _Where
+
+
 class _Rule:
     """The filter of one key of ``event_filters`` (a stream name or ``*``)."""
 
@@ -163,13 +178,7 @@ class _Rule:
 
     @staticmethod
     def _globs(setting: str, globs: Any) -> list[tuple[str, re.Pattern[str]]] | None:
-        if globs is None:
-            return None
-        if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
-            raise FilterError(f"{setting}: must be a list of glob strings")
-        warn_word_classes(setting, globs)
-        # fnmatchcase semantics: case-sensitive on every platform.
-        return [(glob, re.compile(fnmatch.translate(glob))) for glob in globs]
+        return compile_globs(setting, globs)
 
     def decide(self, record: Any, action: Any) -> str | None:
         name = action if isinstance(action, str) else ""

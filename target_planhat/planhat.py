@@ -30,6 +30,7 @@ from target_planhat import redact
 from target_planhat.shutdown import ShutdownGuard, StopRequested
 
 DEFAULT_API_URL = "https://analytics.planhat.com"
+ACTIVITIES_PATH = "/analytics/bulk/{tenant}"
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BODY_EXCERPT = 300
 _BASE_DELAY = 1.0
@@ -157,11 +158,19 @@ class PlanhatClient:
         max_retry_seconds: float = 900.0,
         guard: ShutdownGuard | None = None,
         user_agent: str = "target-planhat",
+        path: str = ACTIVITIES_PATH,
+        bearer: str | None = None,
+        what: str = "activities",
     ) -> None:
+        """``path`` holds ``{tenant}`` (the tenant token goes there); ``bearer`` adds an
+        ``Authorization: Bearer`` header (the dimension-data endpoint); ``what`` names the rows
+        in messages."""
         redact.register(tenant_token)
+        redact.register(bearer)
         base = check_api_url(api_url)
-        self._url = f"{base}/analytics/bulk/{tenant_token}"
-        self.safe_url = f"{base}/analytics/bulk/{redact.MASK}"
+        self._url = base + path.replace("{tenant}", tenant_token)
+        self.safe_url = base + path.replace("{tenant}", redact.MASK)
+        self._what = what
         self._timeout = (min(10.0, request_timeout), request_timeout)
         self._max_retry_seconds = max_retry_seconds
         self._guard = guard or ShutdownGuard()
@@ -171,6 +180,8 @@ class PlanhatClient:
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
         self._session.headers.update({"Content-Type": "application/json", "User-Agent": user_agent})
+        if bearer:
+            self._session.headers["Authorization"] = f"Bearer {bearer}"
         self.stats = SendStats()
         self._abandoned = False
         self._next_wait = 0.0
@@ -200,13 +211,14 @@ class PlanhatClient:
         self._abandoned = True
         self._adapter.abort()
 
-    def send(self, body: bytes, rows: int) -> None:
-        """POST one JSON array of ``rows`` activities; return once Planhat answered 2xx."""
+    def send(self, body: bytes, rows: int) -> bytes:
+        """POST one JSON array of ``rows`` rows; return the answer's body once Planhat answered
+        2xx (the dimension-data endpoint lists refused rows there)."""
         try:
-            self._send(body, rows)
+            return self._send(body, rows)  # type: ignore[no-any-return]
         except _Retryable as exc:
             raise PlanhatError(
-                f"Planhat did not accept a batch of {rows} activities after retrying for "
+                f"Planhat did not accept a batch of {rows} {self._what} after retrying for "
                 f"{self._max_retry_seconds:g}s (max_retry_seconds): {exc.reason}"
             ) from None
 
@@ -254,7 +266,7 @@ class PlanhatClient:
             getattr(exc, "reason", exc),
         )
 
-    def _attempt(self, body: bytes, rows: int) -> None:
+    def _attempt(self, body: bytes, rows: int) -> bytes:
         self._guard.check()
         self.stats.requests += 1
         self.stats.bytes_sent += len(body)
@@ -310,6 +322,7 @@ class PlanhatClient:
         if not 200 <= status < 300:
             self._guard.release()  # no acknowledgement: a signal may stop the retries now
         else:
+            answer = response.content
             response.close()
             if cut.is_set():
                 # The status line came in time, the rest of the answer did not: Planhat said 2xx.
@@ -320,7 +333,7 @@ class PlanhatClient:
                     status,
                     self._request_timeout,
                 )
-            return
+            return answer
         excerpt = redact.redact(response.text[:_BODY_EXCERPT].replace("\n", " "))
         reason = f"HTTP {status} {response.reason or ''}".strip()
         if status in _RETRY_STATUSES or status >= 500:
@@ -330,6 +343,6 @@ class PlanhatClient:
             )
         hint = " (lower max_request_bytes)" if status == 413 else ""
         raise PlanhatError(
-            f"Planhat refused a batch of {rows} activities at {self.safe_url}: "
+            f"Planhat refused a batch of {rows} {self._what} at {self.safe_url}: "
             f"{reason}{hint}: {excerpt or '(empty body)'}"
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,16 @@ from singer_sdk import typing as th
 from target_planhat import redact
 from target_planhat.filters import EventFilters, FilterError, stream_selector
 from target_planhat.mapping import DEFAULT_MAPPING, ActivityMapper, MappingError
+from target_planhat.metrics import (
+    DEFAULT_METRICS_PATH,
+    MetricError,
+    MetricRules,
+    check_metrics_path,
+)
 from target_planhat.paths import CompiledPath, PathError
 from target_planhat.planhat import DEFAULT_API_URL, check_api_url
 from target_planhat.rejects import DEFAULT_DEAD_LETTER_PATH, POLICIES
+from target_planhat.rollup import RollUp, RollUpError
 from target_planhat.shapes import Canonicalizer
 from target_planhat.validate import DEFAULT_MAX_EVENT_BYTES
 
@@ -172,6 +179,41 @@ SCHEMA = th.PropertiesList(
         th.StringType,
         description="Also write the delivery report (JSON) here.",
     ),
+    th.Property(
+        "planhat_api_token",
+        th.StringType,
+        secret=True,
+        description="Planhat REST API token (a service account's), sent as Authorization: Bearer. "
+        "Required for metrics unless dry_run is true. Secret: never logged or written anywhere.",
+    ),
+    th.Property(
+        "metrics",
+        th.ArrayType(th.ObjectType(additional_properties=True)),
+        default=[],
+        description="Planhat metrics (dimension data) counted from the events, per UTC day of the "
+        "event's date: [{dimensionId, model (Company, EndUser, Asset, Project), externalId: "
+        "JSONPath, aggregate: count | sum | count_distinct, value: JSONPath (sum, "
+        "count_distinct), actions: [globs], where: [conditions as in event_filters]}]. Each "
+        "event counts once per rule across runs (the ledger keeps what each rule counted).",
+    ),
+    th.Property(
+        "metrics_path",
+        th.StringType,
+        default=DEFAULT_METRICS_PATH,
+        description="Path of Planhat's dimension-data endpoint on api_url; {tenant} is replaced "
+        "by tenant_token.",
+    ),
+    th.Property(
+        "rollup",
+        th.ObjectType(
+            th.Property("actions", th.ArrayType(th.StringType)),
+            th.Property("per", th.StringType(allowed_values=["hour", "day"])),
+        ),
+        description='{"actions": [globs], "per": "hour" | "day"}: events of those actions with '
+        "the same user, company, asset, project and action in the same UTC hour or day are "
+        "sent as one activity with count = how many, date = the first one's, info = the "
+        "properties they all share. Default: no roll-up.",
+    ),
 ).to_dict()
 
 
@@ -202,6 +244,12 @@ class Settings:
     report_path: str | None
     #: ``shapes.to_canonical`` restricted to the fields the mapping, filters and dedupe key read.
     canonicalize: Canonicalizer
+    #: ``metrics`` compiled (empty: no metrics).
+    metrics: MetricRules = field(default_factory=lambda: MetricRules([]))
+    #: ``metrics_path`` (``{tenant}`` not yet replaced).
+    metrics_path: str = DEFAULT_METRICS_PATH
+    planhat_api_token: str = ""
+    rollup: RollUp | None = None
 
 
 def read_fields(paths: Iterable[CompiledPath]) -> frozenset[str] | None:
@@ -282,7 +330,10 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
         )
         filters = EventFilters(config.get("event_filters"))
         stream_selected = stream_selector(config.get("streams") or DEFAULT_STREAMS)
-    except (MappingError, FilterError) as exc:
+        metrics = MetricRules(config.get("metrics"))
+        metrics_path = check_metrics_path(config.get("metrics_path") or DEFAULT_METRICS_PATH)
+        rollup = RollUp(config["rollup"]) if config.get("rollup") is not None else None
+    except (MappingError, FilterError, MetricError, RollUpError) as exc:
         raise ConfigError(str(exc)) from None
 
     dry_run = bool(config.get("dry_run", False))
@@ -291,6 +342,13 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
         raise ConfigError("tenant_token: must be a string")
     if not dry_run and not token.strip():
         raise ConfigError("tenant_token: required unless dry_run is true")
+    api_token = config.get("planhat_api_token") or ""
+    if not isinstance(api_token, str):
+        raise ConfigError("planhat_api_token: must be a string")
+    if metrics and not dry_run and not api_token.strip():
+        raise ConfigError(
+            "metrics: planhat_api_token is required to send metrics (unless dry_run is true)"
+        )
     try:
         api_url = check_api_url(str(config.get("api_url") or DEFAULT_API_URL))
     except ValueError as exc:
@@ -358,5 +416,11 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
         dead_letter_path=dead_letter_path,
         max_event_bytes=max_event_bytes,
         report_path=report_path,
-        canonicalize=Canonicalizer(read_fields([*mapper.paths, *filters.paths, *dedupe_key])),
+        canonicalize=Canonicalizer(
+            read_fields([*mapper.paths, *filters.paths, *dedupe_key, *metrics.paths])
+        ),
+        metrics=metrics,
+        metrics_path=metrics_path,
+        planhat_api_token=api_token,
+        rollup=rollup,
     )

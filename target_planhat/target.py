@@ -96,6 +96,7 @@ class TargetPlanhat(Target):
         # The SDK's own CLI would catch ConfigValidationError and exit 1 with "Config validation
         # failed"; as a ConfigError it reaches main(), which names the setting and exits 2.
         redact.register(self.config.get("tenant_token"))
+        redact.register(self.config.get("planhat_api_token"))
         try:
             return super()._validate_config(*args, **kwargs)
         except ConfigValidationError as exc:

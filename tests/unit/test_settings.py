@@ -105,3 +105,39 @@ def test_the_readme_recipe_counts_anonymous_events_instead_of_dead_lettering_the
     assert result.report["rejected"] == 0
     assert result.report["dry_run_written"] == 1
     assert not (tmp_path / "rejected.jsonl").exists()
+
+
+METRIC = {"dimensionId": "logins", "externalId": "$.event_properties.account"}
+
+
+def test_metric_paths_add_their_fields(tmp_path: Path) -> None:
+    added = {**METRIC, "where": [{"path": "$.platform", "op": "exists"}]}
+    assert _fields(tmp_path, metrics=[added]) == DEFAULT_FIELDS | {"platform"}
+
+
+def test_metrics_need_the_rest_token_unless_dry_run(tmp_path: Path) -> None:
+    from target_planhat.settings import ConfigError
+
+    live = base_config(tmp_path, tenant_token="tok-1234", metrics=[METRIC])
+    with pytest.raises(ConfigError, match=r"^metrics: planhat_api_token is required"):
+        compile_settings(live)
+    settings = compile_settings({**live, "planhat_api_token": "rest-5678"})
+    assert settings.planhat_api_token == "rest-5678"
+    assert len(settings.metrics) == 1
+    assert compile_settings(base_config(tmp_path, dry_run=True, metrics=[METRIC])).metrics
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"metrics": [{**METRIC, "model": "Team"}]}, "metrics[0].model: 'Team'"),
+        ({"metrics_path": "/dimensiondata"}, "metrics_path: must hold {tenant}"),
+        ({"rollup": {"actions": []}}, "rollup.actions: required"),
+    ],
+)
+def test_metric_and_rollup_config_errors_name_the_setting(tmp_path, config, message) -> None:
+    from target_planhat.settings import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        compile_settings(base_config(tmp_path, dry_run=True, **config))
+    assert str(error.value).startswith(message)
