@@ -24,6 +24,7 @@ from target_planhat.planhat import SendStats
 logger = logging.getLogger("target_planhat.report")
 _TOP_ACTIONS = 10
 _MAX_ACTIONS_TRACKED = 10_000
+_TOP_UNKNOWN_IDS = 5
 
 
 class DeliveryReport:
@@ -42,12 +43,31 @@ class DeliveryReport:
         self.send_stats = SendStats()
         self.states_written = 0
         self.ledger_pruned = 0
+        # on_unmatched (hold.py): activities Planhat would drop.
+        self.held: Counter[str] = Counter()  # by reason
+        self.unknown_ids: Counter[tuple[str, str]] = Counter()  # (reason, id) -> activities
+        self.released = 0
+        self.expired = 0
+        self.sent_unmatched = 0
         # The sender thread counts deliveries while the main thread may be writing a report.
         self.lock = threading.Lock()
 
     def count_action(self, action: str, n: int = 1) -> None:
         if action in self.actions or len(self.actions) < _MAX_ACTIONS_TRACKED:
             self.actions[action] += n
+
+    def count_held(self, reason: str, unknown_id: str) -> None:
+        self.held[reason] += 1
+        key = (reason, unknown_id)
+        if key in self.unknown_ids or len(self.unknown_ids) < _MAX_ACTIONS_TRACKED:
+            self.unknown_ids[key] += 1
+
+    def top_unknown_ids(self, n: int = _TOP_UNKNOWN_IDS) -> str:
+        """``unknown_company 'acme-9' (120), ...``: the ids a WARNING names."""
+        return ", ".join(
+            f"{reason} {uid!r} ({count})"
+            for (reason, uid), count in self.unknown_ids.most_common(n)
+        )
 
     def as_dict(self, status: str) -> dict[str, Any]:
         with self.lock:
@@ -75,6 +95,11 @@ class DeliveryReport:
             "unconfirmed_requests": stats.unconfirmed_requests,
             "states_written": self.states_written,
             "ledger_pruned": self.ledger_pruned,
+            "held": sum(self.held.values()),
+            "held_by": dict(self.held.most_common()),
+            "released": self.released,
+            "expired": self.expired,
+            "sent_unmatched": self.sent_unmatched,
             "top_actions": dict(self.actions.most_common(_TOP_ACTIONS)),
         }
 
@@ -110,6 +135,7 @@ class DeliveryReport:
         if self.received == 0 or delivered > 0:
             return
         reasons: Counter[str] = Counter()
+        reasons.update({f"held: {k}": v for k, v in self.held.items()})
         reasons.update({f"rejected: {k}": v for k, v in self.rejected.items()})
         reasons.update({f"filtered: {k}": v for k, v in self.filtered.items()})
         reasons.update({f"stream not selected: {k}": v for k, v in self.skipped_streams.items()})
@@ -117,4 +143,17 @@ class DeliveryReport:
         why = f"{top[0][0]} ({top[0][1]} records)" if top else "unknown"
         logger.warning(
             "Received %d records but sent none to Planhat; top reason: %s", self.received, why
+        )
+
+    def warn_if_mostly_held(self) -> None:
+        """Most activities held: the mapping probably puts the wrong value in an id field."""
+        held = sum(self.held.values())
+        if held == 0 or held <= self.sent + self.dry_run_written:
+            return
+        logger.warning(
+            "%d of %d records were held because Planhat knows none of their ids (is the "
+            "mapping right?); top unknown ids: %s",
+            held,
+            self.received,
+            self.top_unknown_ids(),
         )

@@ -28,6 +28,7 @@ from target_planhat.metrics import (
 )
 from target_planhat.paths import CompiledPath, PathError
 from target_planhat.planhat import DEFAULT_API_URL, check_api_url
+from target_planhat.planhat_rest import DEFAULT_PLANHAT_API_URL, MODELS
 from target_planhat.rejects import DEFAULT_DEAD_LETTER_PATH, POLICIES
 from target_planhat.rollup import RollUp, RollUpError
 from target_planhat.shapes import Canonicalizer
@@ -39,6 +40,13 @@ DEFAULT_DRY_RUN_PATH = "planhat-dry-run.jsonl"
 DEFAULT_LEDGER_PATH = ".target-planhat/ledger.sqlite"
 LEDGER_URL_ENV = "TARGET_PLANHAT_LEDGER_URL"
 DEFAULT_MAX_REQUEST_BYTES = 8_000_000
+#: What happens to an activity Planhat would drop (hold.py); checked only with planhat_api_token.
+UNMATCHED_POLICIES = ("hold", "send", "dead_letter", "fail")
+DEFAULT_HOLD_DAYS = 30
+DEFAULT_IDS_TTL_MINUTES = 60
+#: Page sizes of Planhat's REST lists: 5,000 is the largest public sources report for companies;
+#: Airbyte's Planhat source pages end users by 2,000.
+DEFAULT_PAGE_SIZES = {"companies": 5000, "endusers": 2000, "assets": 2000, "projects": 2000}
 PLANHAT_MAX_REQUEST_BYTES = 32_000_000
 
 
@@ -183,8 +191,49 @@ SCHEMA = th.PropertiesList(
         "planhat_api_token",
         th.StringType,
         secret=True,
-        description="Planhat REST API token (a service account's), sent as Authorization: Bearer. "
-        "Required for metrics unless dry_run is true. Secret: never logged or written anywhere.",
+        description="API token of a Planhat service account (main REST API), sent as "
+        "Authorization: Bearer. Required for metrics unless dry_run is true. When set, every "
+        "activity is also checked against the ids Planhat knows before it is sent (see "
+        "on_unmatched). Secret: never logged or written anywhere.",
+    ),
+    th.Property(
+        "planhat_api_url",
+        th.StringType,
+        default=DEFAULT_PLANHAT_API_URL,
+        description="Planhat REST API host, e.g. https://api-eu3.planhat.com for a regional "
+        "tenant. http:// is refused except for loopback hosts.",
+    ),
+    *(
+        th.Property(
+            f"planhat_{name}_page_size",
+            th.IntegerType,
+            default=size,
+            description=f"Items per page when listing Planhat's {name} (limit / offset).",
+        )
+        for name, size in DEFAULT_PAGE_SIZES.items()
+    ),
+    th.Property(
+        "planhat_ids_ttl_minutes",
+        th.NumberType,
+        default=DEFAULT_IDS_TTL_MINUTES,
+        description="The ids Planhat knows are cached in the ledger's store and listed again "
+        "when older than this; before anything is held they are listed again (once a run) when "
+        "older than a minute.",
+    ),
+    th.Property(
+        "on_unmatched",
+        th.StringType(allowed_values=list(UNMATCHED_POLICIES)),
+        default="hold",
+        description="With planhat_api_token, an activity that matches no company or end user "
+        "Planhat knows (Planhat would drop it): hold (store it, send it once its ids exist), "
+        "send (anyway; counted as sent_unmatched), dead_letter, or fail.",
+    ),
+    th.Property(
+        "hold_days",
+        th.NumberType,
+        default=DEFAULT_HOLD_DAYS,
+        description="A held activity still unmatched this many days after it was held goes to "
+        "the dead-letter file (reason unmatched_expired).",
     ),
     th.Property(
         "metrics",
@@ -242,12 +291,22 @@ class Settings:
     dead_letter_path: Path
     max_event_bytes: int
     report_path: str | None
+    planhat_api_url: str
+    #: Page size per Planhat list ("companies", "endusers", "assets", "projects").
+    planhat_page_sizes: Mapping[str, int]
+    planhat_ids_ttl_minutes: float
+    #: None when planhat_api_token is not set: nothing is checked.
+    on_unmatched: str | None
+    hold_days: float
+    #: The Planhat fields the mapping sends (assets / projects are listed only when mapped).
+    mapped_fields: frozenset[str]
     #: ``shapes.to_canonical`` restricted to the fields the mapping, filters and dedupe key read.
     canonicalize: Canonicalizer
     #: ``metrics`` compiled (empty: no metrics).
     metrics: MetricRules = field(default_factory=lambda: MetricRules([]))
     #: ``metrics_path`` (``{tenant}`` not yet replaced).
     metrics_path: str = DEFAULT_METRICS_PATH
+    #: Planhat REST API token (metrics; and ids are checked, on_unmatched, only when it is set).
     planhat_api_token: str = ""
     rollup: RollUp | None = None
 
@@ -319,6 +378,51 @@ def _password(url: str) -> str | None:
         return urlsplit(url).password
     except ValueError:
         return None
+
+
+def _unmatched_settings(config: Mapping[str, Any], dry_run: bool) -> dict[str, Any]:
+    """planhat_api_token and what hangs on it: the id check and ``on_unmatched``."""
+    token = config.get("planhat_api_token") or ""
+    if not isinstance(token, str):
+        raise ConfigError("planhat_api_token: must be a string")
+    redact.register(token)
+    token = token.strip()
+    policy = config.get("on_unmatched") or "hold"
+    if policy not in UNMATCHED_POLICIES:
+        raise ConfigError(f"on_unmatched: must be one of {', '.join(UNMATCHED_POLICIES)}")
+    if not token and policy != "hold":
+        # hold is the schema's default, so only another value was chosen on purpose.
+        raise ConfigError(
+            f"on_unmatched: {policy!r} needs planhat_api_token (without it, activities are "
+            "not checked against the ids Planhat knows)"
+        )
+    try:
+        api_url = check_api_url(
+            str(config.get("planhat_api_url") or DEFAULT_PLANHAT_API_URL),
+            "planhat_api_url",
+            "the planhat_api_token travels in a header",
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    sizes = {}
+    for name, default in DEFAULT_PAGE_SIZES.items():
+        setting = f"planhat_{name}_page_size"
+        size = _positive(config, setting, default)
+        if size != int(size):
+            raise ConfigError(f"{setting}: must be a whole number, got {size:g}")
+        sizes[name] = int(size)
+    assert set(sizes) == set(MODELS)
+    spec = {**DEFAULT_MAPPING, **(config.get("mapping") or {})}
+    return {
+        "planhat_api_url": api_url,
+        "planhat_page_sizes": sizes,
+        "planhat_ids_ttl_minutes": _positive(
+            config, "planhat_ids_ttl_minutes", DEFAULT_IDS_TTL_MINUTES
+        ),
+        "on_unmatched": policy if token else None,
+        "hold_days": _positive(config, "hold_days", DEFAULT_HOLD_DAYS),
+        "mapped_fields": frozenset(k for k, v in spec.items() if v not in (None, "")),
+    }
 
 
 def compile_settings(config: Mapping[str, Any]) -> Settings:
@@ -395,6 +499,8 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
                 f"ledger_path: cannot create {str(ledger_path.parent)!r}: {exc}"
             ) from None
 
+    unmatched = _unmatched_settings(config, dry_run)
+
     return Settings(
         tenant_token=token,
         api_url=api_url,
@@ -416,6 +522,7 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
         dead_letter_path=dead_letter_path,
         max_event_bytes=max_event_bytes,
         report_path=report_path,
+        **unmatched,
         canonicalize=Canonicalizer(
             read_fields([*mapper.paths, *filters.paths, *dedupe_key, *metrics.paths])
         ),
