@@ -6,6 +6,7 @@ read, and every message names the setting.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from singer_sdk import typing as th
 
 from target_planhat import redact
@@ -111,7 +113,20 @@ SCHEMA = th.PropertiesList(
         default=False,
         description="Write the exact activities to dry_run_path instead of sending them.",
     ),
-    th.Property("dry_run_path", th.StringType, default=DEFAULT_DRY_RUN_PATH),
+    th.Property(
+        "dry_run_writes_state",
+        th.BooleanType,
+        default=False,
+        description="Write STATE in a dry run too. Off by default, so a dry run never moves "
+        "the bookmark and a later live run still sends those events.",
+    ),
+    th.Property(
+        "dry_run_path",
+        th.StringType,
+        default=DEFAULT_DRY_RUN_PATH,
+        description="Dry run: one activity per line, byte for byte what the POST body would hold "
+        "(appended to).",
+    ),
     th.Property(
         "max_request_bytes",
         th.IntegerType,
@@ -168,14 +183,26 @@ SCHEMA = th.PropertiesList(
         description="JSONPaths tried in order for an event's id; none matching: a hash of the "
         "activity.",
     ),
-    th.Property("ledger_ttl_days", th.NumberType, default=7),
+    th.Property(
+        "ledger_ttl_days",
+        th.NumberType,
+        default=7,
+        description="Ledger entries older than this many days are pruned (Amplitude's own "
+        "dedupe window).",
+    ),
     th.Property(
         "on_invalid_record",
         th.StringType(allowed_values=list(POLICIES)),
         default="dead_letter",
         description="dead_letter (write it to dead_letter_path), skip (count it), or fail.",
     ),
-    th.Property("dead_letter_path", th.StringType, default=DEFAULT_DEAD_LETTER_PATH),
+    th.Property(
+        "dead_letter_path",
+        th.StringType,
+        default=DEFAULT_DEAD_LETTER_PATH,
+        description="Rejected records, one JSON line each: stream, reason, record, activity, "
+        "input line, time.",
+    ),
     th.Property(
         "max_event_bytes",
         th.IntegerType,
@@ -276,6 +303,7 @@ class Settings:
     filters: EventFilters
     stream_selected: Any
     dry_run: bool
+    dry_run_writes_state: bool
     dry_run_path: Path
     max_request_bytes: int
     request_timeout: float
@@ -309,6 +337,95 @@ class Settings:
     #: Planhat REST API token (metrics; and ids are checked, on_unmatched, only when it is set).
     planhat_api_token: str = ""
     rollup: RollUp | None = None
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+    "null": (type(None),),
+}
+
+
+def _types(schema: Mapping[str, Any]) -> list[str]:
+    declared = schema.get("type", [])
+    return [declared] if isinstance(declared, str) else list(declared)
+
+
+def _is_a(value: object, types: Iterable[str]) -> bool:
+    for name in types:
+        kinds = _JSON_TYPES.get(name)
+        if kinds is None:
+            continue
+        # JSON true is no number, and 1.5 no integer.
+        if isinstance(value, bool) and name not in ("boolean",):
+            continue
+        if name == "integer" and isinstance(value, float) and value.is_integer():
+            return True  # JSON Schema: 1000.0 is an integer
+        if isinstance(value, kinds):
+            return True
+    return False
+
+
+def check_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Refuse settings the schema does not know, and parse strings where it wants JSON.
+
+    ``schema`` is the full config schema (this target's and the SDK's built-in settings), so the
+    known names come from one place: a setting added to ``SCHEMA`` is known at once. A typo
+    (``dryrun``) would otherwise be ignored and a run meant to be dry would go live.
+
+    Meltano passes undeclared settings and environment variables as strings: a string where the
+    schema wants an object, array, boolean or number is parsed as JSON, strictly (``"yes"`` is no
+    boolean, ``"60s"`` no number), so a value is never guessed.
+    """
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    unknown = [key for key in config if key not in properties]
+    if unknown:
+        raise ConfigError("; ".join(_unknown_setting(key, properties) for key in unknown))
+    checked = dict(config)
+    for key, value in config.items():
+        types = _types(properties[key])
+        if not isinstance(value, str) or "string" in types or not types:
+            continue
+        wanted = [name for name in types if name != "null"]
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ConfigError(
+                f"{key}: the string {_quote(value)} is not JSON; it must be {_describe(wanted)}"
+            ) from None
+        if not _is_a(parsed, types):
+            raise ConfigError(
+                f"{key}: the string {_quote(value)} is JSON of another kind; it must be "
+                f"{_describe(wanted)}"
+            )
+        checked[key] = parsed
+    return checked
+
+
+def _quote(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+_KINDS = {
+    "object": 'a JSON object like {"key": "value"}',
+    "array": 'a JSON array like ["a", "b"]',
+    "boolean": "true or false",
+    "integer": "a whole number like 60",
+    "number": "a number like 60 or 0.5",
+}
+
+
+def _describe(types: list[str]) -> str:
+    return " or ".join(_KINDS.get(name, name) for name in types)
+
+
+def _unknown_setting(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    hint = f"did you mean `{close[0]}`?" if close else "see `target-planhat --about` for them all"
+    return f"{key}: unknown setting; {hint}"
 
 
 def read_fields(paths: Iterable[CompiledPath]) -> frozenset[str] | None:
@@ -508,6 +625,7 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
         filters=filters,
         stream_selected=stream_selected,
         dry_run=dry_run,
+        dry_run_writes_state=bool(config.get("dry_run_writes_state", False)),
         dry_run_path=dry_run_path,
         max_request_bytes=max_request_bytes,
         request_timeout=_positive(config, "request_timeout", 60),

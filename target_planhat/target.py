@@ -25,16 +25,18 @@ from collections import deque
 from types import FrameType
 
 import click
+from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.target_base import Target
 
-from target_planhat import redact
+from target_planhat import about, redact
 from target_planhat.planhat import PlanhatError
 from target_planhat.reader import SINGER_INPUT_ERRORS, LineReader, describe_input_error
 from target_planhat.rejects import RejectedRecord
 from target_planhat.runtime import Runtime
-from target_planhat.settings import SCHEMA, ConfigError, compile_settings
+from target_planhat.settings import SCHEMA, ConfigError, check_config, compile_settings
 from target_planhat.shutdown import StopRequested
 from target_planhat.sinks import NOT_PENDING, PlanhatSink
 from target_planhat.stdin import IdleAwareLines
@@ -61,7 +63,7 @@ class _IdleAwareReader(LineReader):
 
 
 class TargetPlanhat(Target):
-    """Sends Amplitude events to Planhat's bulk user-activity endpoint."""
+    """Sends Amplitude events to Planhat as User Activities (the bulk analytics endpoint)."""
 
     name = "target-planhat"
     config_jsonschema = SCHEMA
@@ -85,10 +87,36 @@ class TargetPlanhat(Target):
         self._next_check = 0.0
         # stream name -> its PlanhatSink when the record path may be shortened, else None.
         self._direct: dict[str, PlanhatSink | None] = {}
+        self._log_outputs()
         reader = self.message_reader
         if isinstance(reader, _IdleAwareReader):
             reader.on_idle = self._on_idle
             reader.idle_seconds = min(1.0, self.runtime.settings.checkpoint_seconds / 2)
+
+    def _log_outputs(self) -> None:
+        """Say at start-up which files this run may write, so nobody has to search for them."""
+        settings = self._rt.settings
+        outputs = []
+        if settings.dry_run:
+            outputs.append(f"dry run: {settings.dry_run_path}")
+        if settings.on_invalid_record == "dead_letter":
+            outputs.append(f"dead letter: {settings.dead_letter_path}")
+        if settings.report_path:
+            outputs.append(f"report: {settings.report_path}")
+        if settings.dedupe and not settings.dry_run:
+            outputs.append(f"ledger: {settings.ledger_path}")
+        self.logger.info("Files this run writes: %s", "; ".join(outputs) or "none")
+        if settings.dry_run:
+            if settings.dry_run_writes_state:
+                self.logger.info(
+                    "Dry run with dry_run_writes_state: STATE is written, so a later live run "
+                    "with this state skips the events of this run"
+                )
+            else:
+                self.logger.info(
+                    "Dry run: no STATE is written, so a later live run still sends these events "
+                    "(dry_run_writes_state is false)"
+                )
 
     def _validate_config(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         # Internal hook, overridden so the token is masked before the SDK logs anything about
@@ -97,12 +125,43 @@ class TargetPlanhat(Target):
         # failed"; as a ConfigError it reaches main(), which names the setting and exits 2.
         redact.register(self.config.get("tenant_token"))
         redact.register(self.config.get("planhat_api_token"))
+        # Unknown keys and JSON strings first: the SDK's check would name neither clearly.
+        self._config = check_config(self._config, self.full_config_schema())
         try:
             return super()._validate_config(*args, **kwargs)
         except ConfigValidationError as exc:
             raise ConfigError(
                 "; ".join(_name_setting(error) for error in exc.errors) or str(exc)
             ) from None
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        # The one hook for the CLI: the SDK's help says only "Execute the Singer target.".
+        command = super().get_singer_command()
+        command.help = about.HELP
+        return command
+
+    @classmethod
+    def print_about(cls, output_format: str | None = None) -> None:
+        # The SDK's text form has no descriptions or defaults, its markdown form None for
+        # defaults the SDK applies without declaring them (batch_size_rows).
+        print(about.render(cls._get_about_info(), output_format))
+
+    @classmethod
+    def full_config_schema(cls) -> dict[str, t.Any]:
+        """This target's settings and the SDK's built-in ones (stream maps, batch_size_rows)."""
+        schema = copy.deepcopy(cls.config_jsonschema)
+        cls.append_builtin_config(schema)
+        return schema
+
+    @classproperty
+    def _env_var_config(cls) -> dict[str, t.Any]:
+        # Internal SDK hook (``--config ENV``), overridden so environment values reach
+        # check_config as the strings they are: the SDK reads "yes" as true and "x" as an
+        # integer crashes it; here they are parsed as strict JSON like every string setting.
+        properties = cls.full_config_schema().get("properties", {})
+        as_text = {"properties": {name: {"type": ["string"]} for name in properties}}
+        return parse_environment_config(as_text, cls._env_var_prefix)
 
     def _setup_signal_handlers(self) -> None:
         # Internal hook: replace the SDK's handler, which drains from inside the signal handler.
@@ -278,7 +337,10 @@ class TargetPlanhat(Target):
     def _emit_state(self, state: dict) -> None:
         # Only once what the state covers is acknowledged.
         runtime = self._rt
-        if state != self._last_written:
+        settings = runtime.settings
+        if settings.dry_run and not settings.dry_run_writes_state:
+            pass  # a dry run moves no bookmark, so a later live run still sends these events
+        elif state != self._last_written:
             with runtime.guard.critical():
                 runtime.dead_letter.sync()
                 super()._write_state_message(state)

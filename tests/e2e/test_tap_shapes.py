@@ -137,6 +137,7 @@ def run_dry(fixture: Path, tmp_path: Path, **settings: Any) -> dict[str, Any]:
     work.mkdir()
     config = {
         "dry_run": True,
+        "dry_run_writes_state": True,  # these tests follow the tap's STATE through the target
         "dry_run_path": str(work / "out.jsonl"),
         "dead_letter_path": str(work / "rej.jsonl"),
         "ledger_path": str(work / "l.sqlite"),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from target_planhat.settings import compile_settings
+from target_planhat.settings import ConfigError, check_config, compile_settings
+from target_planhat.target import TargetPlanhat
 from tests.support.cli import base_config, event, run_target, singer_lines
 
 DEFAULT_FIELDS = {
@@ -141,3 +142,92 @@ def test_metric_and_rollup_config_errors_name_the_setting(tmp_path, config, mess
     with pytest.raises(ConfigError) as error:
         compile_settings(base_config(tmp_path, dry_run=True, **config))
     assert str(error.value).startswith(message)
+
+
+# --- check_config: unknown settings and strings where the schema wants JSON -----------------
+
+_SCHEMA = {
+    "properties": {
+        "dry_run": {"type": ["boolean", "null"]},
+        "mapping": {"type": ["object", "null"]},
+        "streams": {"type": ["array", "null"]},
+        "max_request_bytes": {"type": ["integer", "null"]},
+        "request_timeout": {"type": ["number", "null"]},
+        "report_path": {"type": ["string", "null"]},
+        "anything": {},
+    }
+}
+
+
+def test_check_config_names_the_closest_known_setting() -> None:
+    with pytest.raises(ConfigError, match=r"^dryrun: unknown setting; did you mean `dry_run`\?$"):
+        check_config({"dryrun": True}, _SCHEMA)
+
+
+def test_check_config_points_to_about_when_nothing_is_close() -> None:
+    with pytest.raises(ConfigError, match="zzz: unknown setting; see `target-planhat --about`"):
+        check_config({"zzz": 1}, _SCHEMA)
+
+
+def test_check_config_knows_every_setting_of_the_full_schema() -> None:
+    """Derived from the schema: the SDK's settings and any setting added to SCHEMA are known."""
+    schema = TargetPlanhat.full_config_schema()
+    config = {name: None for name in schema["properties"]}
+    assert check_config(config, schema) == config
+    for sdk_setting in ("batch_size_rows", "stream_maps", "flattening_enabled", "load_method"):
+        assert sdk_setting in schema["properties"]
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "value"),
+    [
+        ("dry_run", "true", True),
+        ("dry_run", "false", False),
+        ("dry_run", "null", None),
+        ("mapping", '{"action": "$.x"}', {"action": "$.x"}),
+        ("streams", '["a", "b"]', ["a", "b"]),
+        ("max_request_bytes", "1000", 1000),
+        ("max_request_bytes", "1000.0", 1000.0),
+        ("request_timeout", "2.5", 2.5),
+        ("request_timeout", "3", 3),
+    ],
+)
+def test_check_config_parses_json_strings(key: str, text: str, value: object) -> None:
+    assert check_config({key: text}, _SCHEMA) == {key: value}
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("dry_run", "yes"),
+        ("dry_run", "1"),
+        ("dry_run", ""),
+        ("mapping", "{'a': 1}"),
+        ("mapping", "[1]"),
+        ("streams", "a,b"),
+        ("max_request_bytes", "true"),
+        ("max_request_bytes", "1.5"),
+        ("request_timeout", "NaN"),
+        ("request_timeout", "60s"),
+    ],
+)
+def test_check_config_refuses_strings_that_are_not_the_wanted_json(key: str, text: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{key}: the string "):
+        check_config({key: text}, _SCHEMA)
+
+
+def test_check_config_leaves_strings_alone_where_strings_are_wanted() -> None:
+    config = {"report_path": "true", "anything": "{x"}
+    assert check_config(config, _SCHEMA) == config
+
+
+def test_check_config_shortens_a_long_value_in_its_message() -> None:
+    with pytest.raises(ConfigError) as raised:
+        check_config({"mapping": "x" * 500}, _SCHEMA)
+    assert "x" * 61 not in str(raised.value)
+
+
+def test_dry_run_writes_state_defaults_to_false(tmp_path: Path) -> None:
+    assert compile_settings(base_config(tmp_path, dry_run=True)).dry_run_writes_state is False
+    opted = compile_settings(base_config(tmp_path, dry_run=True, dry_run_writes_state=True))
+    assert opted.dry_run_writes_state is True
