@@ -71,6 +71,21 @@ def check_api_url(
     parts = urlsplit(api_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{setting}: {api_url!r} is not an http(s) URL")
+    if parts.path.strip("/") or parts.query or parts.fragment or "@" in parts.netloc:
+        # A path would be joined to the endpoint's own (http://host/analytics gave
+        # /analytics/analytics/bulk/...), and Planhat answers 200 to paths it ignores.
+        host = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        extra = (
+            f"path {redact.redact(parts.path)!r}"
+            if parts.path.strip("/")
+            else "a query or fragment"
+            if parts.query or parts.fragment
+            else "user info"
+        )
+        raise ValueError(
+            f"{setting}: must be the host only, like {host!r}; it has {extra} (the target adds "
+            "the endpoint's path itself)"
+        )
     if parts.scheme == "http":
         host = parts.hostname
         if not _is_loopback(host):
@@ -180,6 +195,7 @@ class PlanhatClient:
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
         self._session.headers.update({"Content-Type": "application/json", "User-Agent": user_agent})
+        self._bearer = bool(bearer)
         if bearer:
             self._session.headers["Authorization"] = f"Bearer {bearer}"
         self.stats = SendStats()
@@ -341,7 +357,13 @@ class PlanhatClient:
                 f"{reason}: {excerpt}" if excerpt else reason,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
-        hint = " (lower max_request_bytes)" if status == 413 else ""
+        hint = ""
+        if status == 413:
+            hint = " (lower max_request_bytes)"
+        elif status in (401, 403, 404):
+            # Planhat's analytics endpoints have no other credential than the token in the path.
+            tokens = "tenant_token and planhat_api_token" if self._bearer else "tenant_token"
+            hint = f" (check {tokens}: Planhat refuses a token it does not know with {status})"
         raise PlanhatError(
             f"Planhat refused a batch of {rows} {self._what} at {self.safe_url}: "
             f"{reason}{hint}: {excerpt or '(empty body)'}"

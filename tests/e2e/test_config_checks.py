@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import Result, base_config, event, run_target, singer_lines
-from tests.support.receiver import TOKEN, PlanhatReceiver
+from tests.support.receiver import TOKEN, PlanhatReceiver, Reply
 
 POISON = b"this line is not JSON: reading it fails the run\n"
 
@@ -224,3 +224,30 @@ def test_start_up_log_names_the_files_the_run_writes(tmp_path):
     line = next(x for x in dry.stderr.splitlines() if "Files this run writes" in x)
     assert f"dry run: {tmp_path / 'dry-run.jsonl'}" in line
     assert "ledger:" not in line
+
+
+def test_api_url_with_a_path_is_a_config_error(tmp_path):
+    """It used to POST to /analytics/analytics/bulk/... and exit 0."""
+    with PlanhatReceiver() as planhat:
+        config = base_config(tmp_path, tenant_token=TOKEN, api_url=planhat.url + "/analytics")
+        result = run_target(config, POISON + singer_lines([event(1)]).encode(), tmp_path)
+    assert _one_config_error(result, planhat) == (
+        f"api_url: must be the host only, like {planhat.url!r}; it has path '/analytics' "
+        "(the target adds the endpoint's path itself)"
+    )
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_refused_tenant_token_says_to_check_it(tmp_path, status):
+    with PlanhatReceiver(lambda index, body: Reply(status, body=b"unknown tenant")) as planhat:
+        result = run_target(_live(tmp_path, planhat), singer_lines([event(1)]), tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert len(planhat.requests()) == 1  # not retried
+    errors = [line for line in result.stderr.splitlines() if "| ERROR " in line]
+    assert any(
+        f"HTTP {status}" in line
+        and f"(check tenant_token: Planhat refuses a token it does not know with {status})" in line
+        for line in errors
+    ), errors
+    assert TOKEN not in result.stderr
+    assert result.stdout == ""

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from target_planhat.planhat import PlanhatClient, PlanhatError, parse_retry_after
+from target_planhat.planhat import PlanhatClient, PlanhatError, check_api_url, parse_retry_after
 from target_planhat.shutdown import ShutdownGuard, StopRequested
 from tests.support.receiver import TOKEN, KeepAndDrop, PlanhatReceiver, Reply, Reset
 
@@ -249,6 +249,45 @@ def test_other_4xx_fail_fast_with_status_and_excerpt(status: int) -> None:
     assert len(message) < 700  # an excerpt, not the 1 kB body
     if status == 413:
         assert "max_request_bytes" in message
+    hinted = f"(check tenant_token: Planhat refuses a token it does not know with {status})"
+    assert (hinted in message) == (status in (401, 403, 404))
+
+
+def test_a_refused_bearer_token_is_named_too() -> None:
+    with PlanhatReceiver(_scripted(Reply(401))) as planhat:
+        client = _client(planhat, bearer="rest-token-1234", path="/dimensiondata/{tenant}")
+        with pytest.raises(PlanhatError, match="check tenant_token and planhat_api_token"):
+            client.send(_body(1, 1), 1)
+
+
+@pytest.mark.parametrize(
+    ("url", "extra"),
+    [
+        ("http://127.0.0.1:8080/analytics", "path '/analytics'"),
+        ("https://analytics.planhat.com/analytics/bulk", "path '/analytics/bulk'"),
+        ("https://analytics.planhat.com?region=eu", "a query or fragment"),
+        ("https://user:pw@analytics.planhat.com", "user info"),
+    ],
+)
+def test_api_url_with_a_path_is_refused(url: str, extra: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_api_url(url)
+    message = str(info.value)
+    assert message.startswith("api_url: must be the host only, like '")
+    assert f"it has {extra}" in message
+    assert "pw" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "normalised"),
+    [
+        ("https://analytics.planhat.com", "https://analytics.planhat.com"),
+        ("https://analytics.planhat.com/", "https://analytics.planhat.com"),
+        ("http://127.0.0.1:9", "http://127.0.0.1:9"),
+    ],
+)
+def test_api_url_host_only_is_accepted(url: str, normalised: str) -> None:
+    assert check_api_url(url) == normalised
 
 
 def test_max_retry_seconds_exhausted(caplog: pytest.LogCaptureFixture) -> None:
