@@ -49,6 +49,15 @@ class DeliveryReport:
         self.released = 0
         self.expired = 0
         self.sent_unmatched = 0
+        # Metrics (dimension data) and roll-ups.
+        self.metrics_sent = 0
+        self.metrics_rejected = 0
+        self.metrics_dry_run_written = 0
+        self.metrics_duplicates_skipped = 0
+        self.metrics_skipped: Counter[str] = Counter()
+        self.metric_send_stats = SendStats()
+        self.rollup_events = 0
+        self.rollup_activities = 0
         # The sender thread counts deliveries while the main thread may be writing a report.
         self.lock = threading.Lock()
 
@@ -92,7 +101,9 @@ class DeliveryReport:
             "requests": stats.requests,
             "retries": stats.retries,
             "bytes": stats.bytes_sent,
-            "unconfirmed_requests": stats.unconfirmed_requests,
+            # Both endpoints: a POST whose answer never arrived may have reached Planhat.
+            "unconfirmed_requests": stats.unconfirmed_requests
+            + self.metric_send_stats.unconfirmed_requests,
             "states_written": self.states_written,
             "ledger_pruned": self.ledger_pruned,
             "held": sum(self.held.values()),
@@ -101,6 +112,15 @@ class DeliveryReport:
             "expired": self.expired,
             "sent_unmatched": self.sent_unmatched,
             "top_actions": dict(self.actions.most_common(_TOP_ACTIONS)),
+            "metrics_sent": self.metrics_sent,
+            "metrics_rejected": self.metrics_rejected,
+            "metrics_dry_run_written": self.metrics_dry_run_written,
+            "metrics_duplicates_skipped": self.metrics_duplicates_skipped,
+            "metrics_skipped": dict(self.metrics_skipped.most_common()),
+            "metric_requests": self.metric_send_stats.requests,
+            "metric_retries": self.metric_send_stats.retries,
+            "rollup_events": self.rollup_events,
+            "rollup_activities": self.rollup_activities,
         }
 
     def emit(self, status: str) -> dict[str, Any]:

@@ -13,13 +13,19 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 
+import orjson
+
 from target_planhat.ledger import Ledger
+from target_planhat.metric_counts import MetricCounts
+from target_planhat.metric_delivery import MemoryCounts, MetricDelivery, Seen
 from target_planhat.planhat import PlanhatClient
 from target_planhat.rejects import DeadLetterFile
 from target_planhat.report import DeliveryReport
+from target_planhat.rollup import combine
 from target_planhat.sender import Sender
 from target_planhat.settings import Settings
 from target_planhat.shutdown import ShutdownGuard
+from target_planhat.store import Store, open_store
 
 logger = logging.getLogger("target_planhat")
 
@@ -73,6 +79,46 @@ class Runtime:
             # Dry run never touches the ledger: a later live run must still send everything.
             self.ledger = Ledger(settings.ledger_path, settings.ledger_ttl_days)
             self.report.ledger_pruned = self.ledger.pruned
+        self.metric_client: PlanhatClient | None = None
+        self.metric_store: Store | None = None
+        self.metrics: MetricDelivery | None = None
+        if settings.metrics:
+            self.metrics = self._metric_delivery(settings, version)
+
+    def _metric_delivery(self, settings: Settings, version: str) -> MetricDelivery:
+        """Metric points: to the dry-run file (counts in memory), or to Planhat with what each
+        rule counted kept in the store (whatever ``dedupe`` says: it is the metrics' only
+        protection against counting an event twice)."""
+        self.report.metrics_skipped = settings.metrics.skipped
+        counts: MetricCounts | MemoryCounts
+        if self.dry_run_file is not None:
+            counts = MemoryCounts()
+        else:
+            self.metric_store = open_store(settings)
+            self.metric_store.sleep = self.guard.sleep
+            counts = MetricCounts(self.metric_store, settings.ledger_ttl_days)
+            self.metric_client = PlanhatClient(
+                settings.api_url,
+                settings.tenant_token,
+                request_timeout=settings.request_timeout,
+                max_retry_seconds=settings.max_retry_seconds,
+                guard=self.guard,
+                user_agent=f"target-planhat/{version}".rstrip("/"),
+                path=settings.metrics_path,
+                bearer=settings.planhat_api_token,
+                what="metric points",
+            )
+            self.report.metric_send_stats = self.metric_client.stats
+        return MetricDelivery(
+            settings.metrics,
+            counts,
+            self.report,
+            self.dead_letter,
+            self.guard,
+            settings.max_request_bytes,
+            client=self.metric_client,
+            write_dry_run=self.dry_run_file.write if self.dry_run_file is not None else None,
+        )
 
     def count_shape_problem(self, problem: str) -> None:
         self.report.shape_problems[problem] += 1
@@ -107,14 +153,52 @@ class Runtime:
         if chunk:
             yield chunk
 
-    def deliver(self, items: Sequence[Item], progress: Callable[[float], None]) -> None:
+    def _roll_up(self, items: list[Item]) -> tuple[list[Item], dict[int, list[str]]]:
+        """Activities of the ``rollup`` actions, grouped; ``{id(item): ids it stands for}``.
+
+        After the ledger's dedupe, so a replayed event is not counted twice in a roll-up; a
+        rolled-up activity takes the first event's id and position, and every event's id is
+        recorded when it is acknowledged.
+        """
+        rollup = self.settings.rollup
+        if rollup is None:
+            return items, {}
+        decoded = {
+            i: orjson.loads(item[1]) for i, item in enumerate(items) if rollup.applies(item[2])
+        }
+        if not decoded:
+            return items, {}
+        out = [item for i, item in enumerate(items) if i not in decoded]
+        members: dict[int, list[str]] = {}
+        for group in rollup.groups(decoded.items()):
+            first = items[group[0]]
+            if len(group) == 1:
+                rolled = (first[0], first[1], first[2], first[3])
+            else:
+                body = orjson.dumps(combine([decoded[i] for i in group]))
+                rolled = (first[0], body, first[2], first[3])
+            members[id(rolled)] = [items[i][0] for i in group]
+            out.append(rolled)
+        out.sort(key=lambda item: item[3])
+        return out, members
+
+    def deliver(
+        self,
+        items: Sequence[Item],
+        progress: Callable[[float], None],
+        seen: Sequence[Seen] = (),
+    ) -> None:
         """Send (or write) a batch; record each acknowledged chunk before the next one.
 
-        ``progress(position)`` gets the input position of the first activity not yet
-        acknowledged after each chunk, so STATE can advance chunk by chunk when a run stops
-        half-way through a split batch.
+        The batch's metric points go first: once they are acknowledged, the first activity is
+        the oldest unacknowledged part of the batch. ``progress(position)`` gets the input
+        position of the first activity not yet acknowledged after each step, so STATE can
+        advance chunk by chunk when a run stops half-way through a split batch.
         """
-        unique = self._unique(items)
+        if seen and self.metrics is not None:
+            self.metrics.deliver(seen)
+            progress(items[0][3] if items else math.inf)
+        unique, members = self._roll_up(self._unique(items))
         chunks = list(self._chunks(unique))
         for number, chunk in enumerate(chunks):
             bodies = [item[1] for item in chunk]
@@ -124,8 +208,12 @@ class Runtime:
                 assert self.client is not None
                 self.client.send(b"[" + b",".join(bodies) + b"]", len(chunk))
             with self.guard.critical():
+                ids = [item[0] for item in chunk]
+                rolled = [members[id(item)] for item in chunk if id(item) in members]
+                if rolled:
+                    ids = [i for item in chunk for i in members.get(id(item), (item[0],))]
                 if self.ledger is not None:
-                    self.ledger.record([item[0] for item in chunk])
+                    self.ledger.record(ids)
                 with self.report.lock:
                     if self.dry_run_file is not None:
                         self.report.dry_run_written += len(chunk)
@@ -133,6 +221,8 @@ class Runtime:
                         self.report.sent += len(chunk)
                     for item in chunk:
                         self.report.count_action(item[2])
+                    self.report.rollup_activities += len(rolled)
+                    self.report.rollup_events += sum(len(group) for group in rolled)
                 following = chunks[number + 1][0][3] if number + 1 < len(chunks) else math.inf
                 progress(following)
 
@@ -141,6 +231,7 @@ class Runtime:
         items: Sequence[Item],
         progress: Callable[[float], None],
         done: Callable[[], None],
+        seen: Sequence[Seen] = (),
     ) -> None:
         """``deliver`` in the sender thread, once the batch before it is acknowledged.
 
@@ -148,14 +239,16 @@ class Runtime:
         ``done`` after the whole batch; both in the sender thread.
         """
         self.sender.wait()
-        self.in_flight_from = items[0][3]
+        self.in_flight_from = min(
+            items[0][3] if items else math.inf, seen[0].seq if seen else math.inf
+        )
 
         def step(following: float) -> None:
             self.in_flight_from = following
             progress(following)
 
         def job() -> None:
-            self.deliver(items, step)
+            self.deliver(items, step, seen)
             self.in_flight_from = math.inf
             done()
 
@@ -163,8 +256,10 @@ class Runtime:
 
     def abandon(self) -> None:
         """Cut the POST in flight, if any (a second signal): it ends as unconfirmed."""
-        if self.client is not None and self.sender.busy:
-            self.client.abandon()
+        if self.sender.busy:
+            for client in (self.client, self.metric_client):
+                if client is not None:
+                    client.abandon()
 
     def acked(self) -> None:
         self.acked_since_check = True
@@ -175,7 +270,15 @@ class Runtime:
             self.abandon()
             self.sender.wait_idle(timeout=self.settings.request_timeout + 5)
         self.sender.close()
-        for closer in (self.client, self.dry_run_file, self.ledger, self.dead_letter):
+        closers = (
+            self.client,
+            self.metric_client,
+            self.dry_run_file,
+            self.ledger,
+            self.metric_store,
+            self.dead_letter,
+        )
+        for closer in closers:
             if closer is not None:
                 try:
                     closer.close()

@@ -12,10 +12,12 @@ import time
 import typing as t
 
 import fastjsonschema
+import orjson
 from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+from target_planhat.metric_delivery import Seen
 from target_planhat.rejects import RejectedRecord, describe
 from target_planhat.validate import InvalidActivity, encode_activity
 
@@ -137,6 +139,7 @@ class PlanhatSink(BatchSink):
         # the SDK's config lookups each time; both settings are fixed for the run).
         self._max_rows = self.max_size
         self._max_bytes = settings.max_request_bytes
+        self._metrics = settings.metrics if settings.metrics else None
         # Input position of the first activity not yet acknowledged in the batch handed to the
         # sender thread (written there as chunks are acknowledged), or NOT_PENDING.
         self._draining_from = NOT_PENDING
@@ -190,10 +193,14 @@ class PlanhatSink(BatchSink):
 
     @property
     def is_full(self) -> bool:
-        items = (self._pending_batch or {}).get("items")
-        if not items:
+        batch = self._pending_batch
+        if not batch:
             return False
-        return len(items) >= self._max_rows or self._batch_bytes >= self._max_bytes
+        items = batch.get("items")
+        if items and (len(items) >= self._max_rows or self._batch_bytes >= self._max_bytes):
+            return True
+        seen = batch.get("metrics")
+        return seen is not None and len(seen) >= self._max_rows
 
     # --- one record ------------------------------------------------------------------------
 
@@ -206,6 +213,11 @@ class PlanhatSink(BatchSink):
         settings = runtime.settings
         event = settings.canonicalize(record, runtime.count_shape_problem)
         activity = settings.mapper.build(event)
+        if self._metrics is not None:
+            # Before any filter: a metric counts events whether their activity is sent or not.
+            found = self._metrics.observe(event, activity)
+            if found:
+                self._observe(context, event, found)
         dropped_by = settings.filters.decide(self.stream_name, event, activity)
         if dropped_by is not None:
             report.filtered[dropped_by] += 1
@@ -221,10 +233,33 @@ class PlanhatSink(BatchSink):
         items = context.get("items")
         if items is None:
             items = context["items"] = []
-            context["first_seq"] = runtime.seq
-            context["first_at"] = time.monotonic()
+            if "first_seq" not in context:
+                context["first_seq"] = runtime.seq
+                context["first_at"] = time.monotonic()
         items.append((key, body, activity["action"], runtime.seq))
         self._batch_bytes += len(body) + 1
+
+    def _observe(self, context: dict, event: dict, found: list) -> None:
+        """Keep the event's metric observations in the batch, so its STATE waits for them."""
+        seq = self._runtime.seq
+        seen = context.get("metrics")
+        if seen is None:
+            seen = context["metrics"] = []
+            if "first_seq" not in context:
+                context["first_seq"] = seq
+                context["first_at"] = time.monotonic()
+        event_id = self._event_id(event)
+        seen.extend(Seen(observation, event_id, seq) for observation in found)
+
+    def _event_id(self, event: dict) -> str:
+        """The event's id for the metric counts: its dedupe key, else a hash of the event."""
+        for path in self._runtime.settings.dedupe_key:
+            for value in path.values(event):
+                if value not in (None, ""):
+                    return str(value)
+        options = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+        encoded = orjson.dumps(event, option=options, default=str)
+        return "sha256:" + hashlib.sha256(encoded).hexdigest()
 
     def _dedupe_id(self, event: dict, body: bytes) -> str:
         for path in self._runtime.settings.dedupe_key:
@@ -279,8 +314,9 @@ class PlanhatSink(BatchSink):
 
     def process_batch(self, context: dict) -> None:
         """Hand the batch to the sender thread and return: the next batch builds meanwhile."""
-        items = context.get("items")
-        if not items:
+        items = context.get("items") or []
+        seen = context.get("metrics") or []
+        if not items and not seen:
             self._draining_from = NOT_PENDING
             return
-        self._runtime.submit(items, self._acknowledged_up_to, self._delivered)
+        self._runtime.submit(items, self._acknowledged_up_to, self._delivered, seen)

@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 TOKEN = "tok-SECRET-3f9a1c"
+#: The REST API token the dimension-data endpoint expects as ``Authorization: Bearer``.
+API_TOKEN = "rest-SECRET-77e2b0"
 
 
 @dataclass
@@ -69,9 +71,15 @@ class Received:
     at: float
     arrived: float = 0.0  # request line and headers read
     answered_at: float | None = None  # answer fully written (None: none went out)
+    authorization: str = ""
 
     @property
     def activities(self) -> list[dict[str, Any]]:
+        return json.loads(self.body) if self.body else []
+
+    @property
+    def points(self) -> list[dict[str, Any]]:
+        """The metric points of a dimension-data POST."""
         return json.loads(self.body) if self.body else []
 
 
@@ -115,8 +123,10 @@ class _Handler(BaseHTTPRequestHandler):
             receiver._record(index, self.path, body, "client_gone", kept=False, arrived=arrived)
             self.close_connection = True
             return
+        is_metrics = self.path == receiver.metrics_path
         if action is None:
-            action = receiver.script(index, body)
+            script = receiver.metrics_script if is_metrics else None
+            action = (script or receiver.script)(index, body)
         if isinstance(action, Reset):
             receiver._record(index, self.path, body, "reset", kept=False, arrived=arrived)
             self._drop()
@@ -127,10 +137,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if action.delay:
             receiver._closing.wait(action.delay)  # cut short when the receiver closes
-        ok = 200 <= action.status < 300 and self.path == receiver.expected_path
+        authorization = self.headers.get("Authorization") or ""
+        ok = 200 <= action.status < 300 and (
+            self.path == receiver.expected_path
+            or (is_metrics and authorization == f"Bearer {receiver.api_token}")
+        )
         record = receiver._record(
             index, self.path, body, f"status {action.status}", kept=ok, arrived=arrived
         )
+        record.authorization = authorization
         try:
             if action.drip:
                 self._send_dripping(action)
@@ -178,10 +193,16 @@ class PlanhatReceiver:
         script: Script = always_ok,
         token: str = TOKEN,
         decide_before_body: bool = False,
+        metrics_script: Script | None = None,
+        api_token: str = API_TOKEN,
     ) -> None:
         self.script = script
         self.token = token
         self.expected_path = f"/analytics/bulk/{token}"
+        # The dimension-data endpoint (metrics): its own answers when ``metrics_script`` is set.
+        self.metrics_path = f"/dimensiondata/{token}"
+        self.metrics_script = metrics_script
+        self.api_token = api_token
         self.decide_before_body = decide_before_body
         self.received: list[Received] = []
         self._lock = threading.Lock()
@@ -239,15 +260,25 @@ class PlanhatReceiver:
         with self._lock:
             return sorted(self.received, key=lambda r: r.index)
 
+    def activity_requests(self) -> list[Received]:
+        return [r for r in self.requests() if r.path != self.metrics_path]
+
+    def metric_requests(self) -> list[Received]:
+        return [r for r in self.requests() if r.path == self.metrics_path]
+
     def kept_activities(self) -> list[dict[str, Any]]:
         """Every activity Planhat would have recorded, in arrival order (duplicates included)."""
-        return [a for r in self.requests() if r.kept for a in r.activities]
+        return [a for r in self.activity_requests() if r.kept for a in r.activities]
+
+    def kept_points(self) -> list[dict[str, Any]]:
+        """Every metric point Planhat would have recorded, in arrival order."""
+        return [p for r in self.metric_requests() if r.kept for p in r.points]
 
     def acknowledged_activities(self) -> list[dict[str, Any]]:
         """Only those the client got a 2xx answer for."""
         return [
             a
-            for r in self.requests()
+            for r in self.activity_requests()
             if r.kept and r.action.startswith("status 2")
             for a in r.activities
         ]
