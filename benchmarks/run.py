@@ -77,10 +77,42 @@ def _report(stderr: str) -> dict[str, Any]:
     return found
 
 
+# (e): three metric rules (issue 13's recipes) and a roll-up of the chattiest actions.
+METRICS_CONFIG: dict[str, Any] = {
+    "planhat_api_token": "bench-api-token",
+    "metrics": [
+        {
+            "dimensionId": "daily_active_users",
+            "externalId": "$.groups.company",
+            "aggregate": "count_distinct",
+            "value": "$.user_id",
+        },
+        {
+            "dimensionId": "dashboards_viewed",
+            "model": "EndUser",
+            "externalId": "$.user_id",
+            "actions": ["Viewed Dashboard"],
+        },
+        {
+            "dimensionId": "time_in_app_ms",
+            "externalId": "$.groups.company",
+            "aggregate": "sum",
+            "value": "$.event_properties.duration_ms",
+        },
+    ],
+    "rollup": {"actions": ["Clicked Button", "session_*"], "per": "hour"},
+}
+
+
 def run_target(
-    events_file: Path, receiver: FastReceiver, expected: int, pythonpath: str | None = None
+    events_file: Path,
+    receiver: FastReceiver,
+    expected: int,
+    pythonpath: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[float, int]:
-    """(a): the CLI; ``pythonpath`` runs another copy of the package (a before/after check)."""
+    """(a): the CLI; ``pythonpath`` runs another copy of the package (a before/after check);
+    ``extra`` adds settings ((e): metrics and a roll-up)."""
     with tempfile.TemporaryDirectory(prefix="bench-a-") as tmp:
         workdir = Path(tmp)
         config = {
@@ -88,6 +120,7 @@ def run_target(
             "api_url": receiver.url,
             "ledger_path": str(workdir / "ledger.sqlite"),
             "dead_letter_path": str(workdir / "rejected.jsonl"),
+            **(extra or {}),
         }
         (workdir / "config.json").write_text(json.dumps(config))
         receiver.reset()
@@ -99,7 +132,14 @@ def run_target(
         )
         if code != 0:
             sys.exit(f"target-planhat failed ({code}):\n{stderr[-3000:]}")
-        sent = _report(stderr).get("sent")
+        report = _report(stderr)
+        sent = report.get("sent")
+        if extra:
+            # Rolled-up events arrive as fewer activities; metric points go to the same receiver.
+            rolled = report["rollup_events"] - report["rollup_activities"]
+            if sent + rolled != expected or not report["metrics_sent"] or not rolled:
+                sys.exit(f"target-planhat with metrics: unexpected report {report}")
+            return seconds, rss
         deadline = time.monotonic() + 5
         while receiver.activities < expected and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -146,6 +186,9 @@ def main() -> None:
     parser.add_argument("--rss-events", type=int, default=1_000_000)
     parser.add_argument("--skip-shapes", action="store_true")
     parser.add_argument(
+        "--skip-metrics", action="store_true", help="leave out (e): metrics and a roll-up"
+    )
+    parser.add_argument(
         "--latency",
         type=float,
         default=0.0,
@@ -174,8 +217,8 @@ def main() -> None:
         )
         # Events/s by wall time (what a user sees) and by CPU time of the process (user+system,
         # steadier on a shared machine).
-        rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "x": []}
-        cpu_rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "x": []}
+        rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "x": [], "e": []}
+        cpu_rates: dict[str, list[float]] = {k: [] for k in rates}
         rss_a: list[int] = []
         n = args.events
         for round_no in range(1, args.rounds + 1):
@@ -201,6 +244,16 @@ def main() -> None:
                 f"(cpu {cpu_rates['d'][-1]:,.0f})",
                 flush=True,
             )
+            if not args.skip_metrics:
+                seconds_e, rss_e = run_target(events_file, receiver, expected, extra=METRICS_CONFIG)
+                rates["e"].append(n / seconds_e)
+                cpu_rates["e"].append(n / CPU[-1])
+                print(
+                    f"round {round_no}: (e) target-planhat, 3 metric rules + roll-up: "
+                    f"{rates['e'][-1]:8,.0f} ev/s (cpu {cpu_rates['e'][-1]:,.0f}, "
+                    f"peak RSS {rss_e / 1024:.0f} MB)",
+                    flush=True,
+                )
             if args.also:
                 seconds_x, rss_x = run_target(events_file, receiver, expected, args.also)
                 rates["x"].append(n / seconds_x)
@@ -222,6 +275,11 @@ def main() -> None:
                 f"                (d) {med['d']:,.0f} ev/s   d/c = {med['d'] / med['c']:.2f} "
                 f"(the SDK's record path doing nothing)  a/d = {med['a'] / med['d']:.2f}"
             )
+            if "e" in med:
+                print(
+                    f"                (e) {med['e']:,.0f} ev/s with 3 metric rules and a "
+                    f"roll-up   e/a = {med['e'] / med['a']:.2f}  e/b = {med['e'] / med['b']:.2f}"
+                )
             if args.also:
                 print(
                     f"                (a') {med['x']:,.0f} ev/s   a'/a = {med['x'] / med['a']:.2f}"
