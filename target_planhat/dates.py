@@ -29,7 +29,7 @@ _FRACTION = re.compile(r"(\.\d+)(?=[+-]|$)")
 _fromisoformat = dt.datetime.fromisoformat
 
 
-def _format(moment: dt.datetime) -> str:
+def format_datetime(moment: dt.datetime) -> str:
     """Format a datetime as ``YYYY-MM-DDTHH:MM:SS[.mmm]Z``; naive means UTC."""
     zone = moment.tzinfo
     if zone is not None and zone is not _UTC and moment.utcoffset():
@@ -47,7 +47,7 @@ def _format(moment: dt.datetime) -> str:
 
 
 def _is_canonical(text: str) -> bool:
-    """True if ``text`` already is exactly what :func:`_format` would return for it."""
+    """True if ``text`` already is exactly what :func:`format_datetime` would return for it."""
     size = len(text)
     # text[4:20:3] is the characters at 4, 7, 10, 13, 16 and 19: one slice for six checks.
     if size == 24:
@@ -148,11 +148,11 @@ def to_iso_utc(value: object) -> str:
             fast = _fast_text(value)
             if fast is not None:
                 return fast
-        return _format(_parse_text(value))
+        return format_datetime(_parse_text(value))
     if isinstance(value, dt.datetime):
-        return _format(value)
+        return format_datetime(value)
     if isinstance(value, dt.date):
-        return _format(dt.datetime(value.year, value.month, value.day))
+        return format_datetime(dt.datetime(value.year, value.month, value.day))
     if isinstance(value, bool) or value is None:
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, (int, float, Decimal)):
@@ -166,9 +166,9 @@ def to_iso_utc(value: object) -> str:
             number = float(value)
         except OverflowError:
             raise ValueError(f"timestamp {value!r} is out of range") from None
-        return _format(_from_epoch(number))
+        return format_datetime(_from_epoch(number))
     if isinstance(value, str):
         if _is_canonical(value):
             return value
-        return _format(_parse_text(value))
+        return format_datetime(_parse_text(value))
     raise ValueError(f"not a timestamp: {type(value).__name__}")

@@ -1,15 +1,15 @@
 """Build one Planhat activity from one canonical Amplitude event, with JSONPath mappings.
 
 The mapping is compiled once at start-up so a bad path or an unknown field fails before any input
-is read, and so nothing is parsed per record: down to a ``build`` function written for it.
+is read, and so nothing is parsed per record: down to a ``build`` function specialised for it by
+closures.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from target_planhat.filters import warn_word_classes
@@ -114,9 +114,9 @@ class ActivityMapper:
     """Compiled ``mapping`` plus property selection: ``build(event) -> activity``.
 
     ``build`` returns the activity; fields whose path matches nothing (or null) are left out. It
-    runs once per record, so it is Python written and compiled for this mapping at start-up
-    (see ``_compile_build``), set per instance; ``tests/test_mapping.py`` holds it to the plain
-    algorithm, one loop over the compiled paths.
+    runs once per record, so everything that is the same for every record is decided once, at
+    start-up (see ``_builder``), and ``build`` is set per instance; ``tests/unit/test_mapping.py``
+    holds it to the plain algorithm, one loop over the compiled paths.
     """
 
     build: Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -147,8 +147,7 @@ class ActivityMapper:
         self._info_keys: list[tuple[str, CompiledPath]] | None = None
         self._compile_info(spec.get("info"))
         self.properties = PropertySelector(include_properties, exclude_properties)
-        self._build_any = self._compile_build(dict_events=False)
-        self.build = self._compile_build(dict_events=True)
+        self.build = self._builder(dict_events=True)
 
     @property
     def paths(self) -> list[CompiledPath]:
@@ -187,158 +186,156 @@ class ActivityMapper:
                 )
         self._info_list = sources
 
-    def _compile_build(self, dict_events: bool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-        """Write ``build`` for this mapping as straight-line Python and compile it.
+    def _builder(self, dict_events: bool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        """``build`` for this mapping, specialised by closures (no generated source).
 
-        A loop over compiled paths costs a call, a list and a few checks per field on every
-        record; specialised code does only what this mapping needs. ``dict_events`` code reads
-        one- and two-key plain paths (nearly all mapping paths) with ``dict.get`` in place and
-        hands every other path to ``CompiledPath.values``. Events that are not dicts get code
-        that sends every path there, as plain paths only walk dicts.
+        What is the same for every record is decided here: which paths are read in place
+        (``dict_events``: one- and two-key plain paths, nearly all mapping paths, read with
+        ``dict.get``; every other path goes through ``CompiledPath.values``, as does every path
+        of an event that is no dict, since plain paths walk only dicts), which keys of an
+        ``info`` object the property selection keeps, and how each ``info`` source names keys.
         """
-        out = _Emitter()
-        # The selection is compiled in too: `properties` is read here, not per record.
         keeps = None if self.properties.selects_all else self.properties.keeps
-        if dict_events:
-            out.line("if not isinstance(event, dict):")
-            out.line(f"    return {out.bind(self._build_any)}(event)")
-        out.line("activity = {}")
-        for field, path in self._scalars:
-            out.scalar(field, path, field in STRING_FIELDS, inline=dict_events)
+        scalars = tuple(
+            (field, *_fetch(path, dict_events), field in STRING_FIELDS)
+            for field, path in self._scalars
+        )
+        info_keys = None
         if self._info_keys is not None:
-            out.line("info = {}")
-            for key, path in self._info_keys:
-                if keeps is None or keeps(key):  # the same for every record: decided here
-                    out.info_key(key, path, inline=dict_events)
-            out.line(f"activity[{out.bind('info')}] = info")
-        elif self._info_list is not None:
-            out.line("info = {}")
-            for source in self._info_list:
-                out.info_source(source, keeps, inline=dict_events)
-            out.line(f"activity[{out.bind('info')}] = info")
-        out.line("return activity")
-        return out.function("build")
+            info_keys = tuple(
+                (key, *_fetch(path, dict_events))
+                for key, path in self._info_keys
+                if keeps is None or keeps(key)
+            )
+        sources = None
+        if self._info_list is not None:
+            sources = tuple(
+                (*_fetch(source.path, dict_events), _merger(source, keeps))
+                for source in self._info_list
+            )
+        build_any = self._builder(dict_events=False) if dict_events else None
 
-
-class _Emitter:
-    """Source of one specialised ``build(event)``, and the objects its code refers to.
-
-    No text from the mapping goes into the source: every key, field name, prefix and path is
-    bound in ``namespace`` under a made-up name (``_c3``), so a setting can only change the
-    values the code reads, never the code.
-    """
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.namespace: dict[str, Any] = {"_first": _first}
-        self.depth = 1
-
-    def bind(self, value: Any) -> str:
-        name = f"_c{len(self.namespace)}"
-        self.namespace[name] = value
-        return name
-
-    def line(self, text: str) -> None:
-        self.lines.append("    " * self.depth + text)
-
-    @contextmanager
-    def block(self, header: str) -> Iterator[None]:
-        self.line(header)
-        self.depth += 1
-        yield
-        self.depth -= 1
-
-    def function(self, name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-        source = "\n".join([f"def {name}(event):", *self.lines])
-        exec(compile(source, f"<ActivityMapper.{name}>", "exec"), self.namespace)
-        return self.namespace[name]
-
-    def fetch(self, path: CompiledPath, inline: bool) -> bool:
-        """Set ``value`` to a plain path's match, or None; False if the path is not inlined."""
-        steps = path._steps  # a plain path's keys, read once here
-        if not inline or steps is None or not 1 <= len(steps) <= 2:
-            return False
-        if not all(type(step) is str for step in steps):
-            return False
-        self.line(f"value = event.get({self.bind(steps[0])})")
-        if len(steps) == 2:
-            second = self.bind(steps[1])
-            self.line(f"value = value.get({second}) if isinstance(value, dict) else None")
-        return True
-
-    def scalar(self, field: str, path: CompiledPath, as_string: bool, inline: bool) -> None:
-        """``activity[field]``: the first non-null match; a list gives its first non-None item."""
-        target = f"activity[{self.bind(field)}]"
-        if not self.fetch(path, inline):
-            self.line(f"value = _first({self.bind(path)}, event)")
-            self._store_scalar(target, as_string)
-            return
-        # One match, so no loop over matches; a str (the usual) needs no further checks.
-        with self.block("if value is not None:"):
-            with self.block("if type(value) is str:"):
-                self.line(f"{target} = value")
-            with self.block("else:"):
-                # A list gives its first non-None item: nearly always the first one.
-                with self.block("if type(value) is list and value and value[0] is not None:"):
-                    self.line("value = value[0]")
-                with self.block("elif isinstance(value, list):"):
-                    with self.block("for item in value:"), self.block("if item is not None:"):
-                        self.line("value = item")
-                        self.line("break")
-                    with self.block("else:"):
-                        self.line("value = None")
-                self._store_scalar(target, as_string)
-
-    def _store_scalar(self, target: str, as_string: bool) -> None:
-        with self.block("if value is not None:"):
-            if as_string:  # numeric user ids: Planhat ids are strings
-                with self.block(
-                    "if type(value) is not str and isinstance(value, (int, float))"
-                    " and not isinstance(value, bool):"
-                ):
-                    self.line("value = str(value)")
-            self.line(f"{target} = value")
-
-    def info_key(self, key: str, path: CompiledPath, inline: bool) -> None:
-        """``info[key]``: the first match as it is (no list rule), if not null."""
-        if not self.fetch(path, inline):
-            self.line(f"value = {self.bind(path.values)}(event)")
-            self.line("value = value[0] if value else None")
-        with self.block("if value is not None:"):
-            self.line(f"info[{self.bind(key)}] = value")
-
-    def info_source(
-        self, source: _InfoSource, keeps: Callable[[str], bool] | None, inline: bool
-    ) -> None:
-        """Merge each match of ``source`` into ``info``: objects key by key, later keys win."""
-        if self.fetch(source.path, inline):
-            self._merge(source, keeps)
-        else:
-            with self.block(f"for value in {self.bind(source.path.values)}(event):"):
-                self._merge(source, keeps)
-
-    def _merge(self, source: _InfoSource, keeps: Callable[[str], bool] | None) -> None:
-        with self.block("if isinstance(value, dict):"):
-            if not source.prefix and keeps is None:
-                self.line("info.update(value)")
-            else:
-                names: dict[str, str | None] = {}
-                namer = _namer(source.prefix, keeps, names)
-                with self.block("for key, item in value.items():"):
-                    with self.block("try:"):
-                        self.line(f"name = {self.bind(names)}[key]")
-                    with self.block("except KeyError:"):
-                        self.line(f"name = {self.bind(namer)}(key)")
-                    if keeps is None:
-                        self.line("info[name] = item")
+        def build(event: Mapping[str, Any]) -> dict[str, Any]:
+            if build_any is not None and not isinstance(event, dict):
+                return build_any(event)
+            activity: dict[str, Any] = {}
+            for field, first, second, path, as_string in scalars:
+                if first is None:
+                    value = _first(path, event)
+                else:
+                    value = event.get(first)
+                    if second is not None:
+                        value = value.get(second) if isinstance(value, dict) else None
+                    if type(value) is str:  # the usual: no further checks
+                        activity[field] = value
+                        continue
+                    if isinstance(value, list):  # one match: its first non-None item
+                        if value and value[0] is not None:
+                            value = value[0]
+                        else:
+                            value = next((item for item in value if item is not None), None)
+                if value is not None:
+                    if (
+                        as_string
+                        and type(value) is not str
+                        and isinstance(value, (int, float))
+                        and not isinstance(value, bool)
+                    ):
+                        value = str(value)  # numeric user ids: Planhat ids are strings
+                    activity[field] = value
+            if info_keys is not None:
+                info: dict[Any, Any] = {}
+                for key, first, second, path in info_keys:
+                    if first is None:  # the first match as it is (no list rule)
+                        found = path.values(event)
+                        value = found[0] if found else None
                     else:
-                        with self.block("if name is not None:"):
-                            self.line("info[name] = item")
-        # Not an object (a bag that did not parse): kept under its own name.
-        own = source.prefix + source.name if source.prefix else source.name
-        if keeps is None or keeps(own):
-            with self.block("elif value is not None:"):
-                self.line(f"info[{self.bind(own)}] = value")
+                        value = event.get(first)
+                        if second is not None:
+                            value = value.get(second) if isinstance(value, dict) else None
+                    if value is not None:
+                        info[key] = value
+                activity["info"] = info
+            elif sources is not None:
+                info = {}
+                for first, second, path, merge in sources:
+                    if first is None:
+                        for value in path.values(event):
+                            merge(value, info)
+                    else:
+                        value = event.get(first)
+                        if second is not None:
+                            value = value.get(second) if isinstance(value, dict) else None
+                        merge(value, info)
+                activity["info"] = info
+            return activity
+
+        return build
+
+
+def _fetch(path: CompiledPath, in_place: bool) -> tuple[Any, Any, CompiledPath]:
+    """``(first key, second key or None, path)`` for a path read in place with ``dict.get``,
+    else ``(None, None, path)``: only one- and two-key plain paths are, and only in dicts."""
+    steps = path.plain_steps
+    if in_place and steps and len(steps) <= 2 and all(type(step) is str for step in steps):
+        return steps[0], steps[1] if len(steps) == 2 else None, path
+    return None, None, path
+
+
+_Merge = Callable[[Any, dict[Any, Any]], None]
+
+
+def _merger(source: _InfoSource, keeps: Callable[[str], bool] | None) -> _Merge:
+    """``merge(value, info)`` for one match of ``source``: an object's keys go into ``info``
+    (later keys win), prefixed and selected; anything else (a bag that did not parse) is kept
+    under the source's own name; null is left out."""
+    prefix = source.prefix
+    own = prefix + source.name if prefix else source.name
+    keep_own = keeps is None or keeps(own)
+    if not prefix and keeps is None:
+
+        def merge_as_is(value: Any, info: dict[Any, Any]) -> None:
+            if isinstance(value, dict):
+                info.update(value)
+            elif value is not None and keep_own:
+                info[own] = value
+
+        return merge_as_is
+
+    names: dict[str, str | None] = {}
+    namer = _namer(prefix, keeps, names)
+
+    def merge_one_by_one(value: dict[Any, Any], info: dict[Any, Any]) -> None:
+        for key, item in value.items():
+            try:
+                name = names[key]
+            except KeyError:
+                name = namer(key)
+            if name is not None:
+                info[name] = item
+
+    if keeps is None:  # every key kept: no name is None
+
+        def merge_named(value: Any, info: dict[Any, Any]) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    try:
+                        name = names[key]
+                    except KeyError:
+                        name = namer(key)
+                    info[name] = item
+            elif value is not None:
+                info[own] = value
+
+        return merge_named
+
+    def merge_selected(value: Any, info: dict[Any, Any]) -> None:
+        if isinstance(value, dict):
+            merge_one_by_one(value, info)
+        elif value is not None and keep_own:
+            info[own] = value
+
+    return merge_selected
 
 
 def _namer(

@@ -4,16 +4,16 @@ jsonpath-ng's ``find()`` wraps every step in ``DatumInContext`` objects: fine on
 for a dozen paths on every event. Most mapping paths are plain chains (``$.groups.company[0]``),
 so those are turned into a tuple of keys and indexes and walked directly. Anything else (filters,
 wildcards, descendants, slices) goes through jsonpath-ng. Both give the same values: the property
-test in ``tests/test_paths.py`` holds them to it.
+test in ``tests/unit/test_paths.py`` holds them to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from jsonpath_ng import jsonpath as jp
-from jsonpath_ng.ext import parse as _parse
+from jsonpath_ng.ext.parser import parse as _parse
 
 
 class PathError(ValueError):
@@ -97,7 +97,7 @@ def _walk(steps: tuple[Step, ...]) -> Callable[[Any], list[Any]]:
     def walk(doc: Any) -> list[Any]:
         value = doc
         for step in steps:
-            if type(step) is str:
+            if isinstance(step, str):
                 if not isinstance(value, dict):
                     return []
                 value = value.get(step, _MISSING)
@@ -121,7 +121,7 @@ class CompiledPath:
     for a plain path, jsonpath-ng's ``find`` for the rest.
     """
 
-    __slots__ = ("_expr", "_steps", "expression", "root_field", "values")
+    __slots__ = ("_expr", "expression", "plain_steps", "root_field", "values")
 
     values: Callable[[Any], list[Any]]
 
@@ -133,31 +133,29 @@ class CompiledPath:
             self._expr = _parse(expression)
         except Exception as exc:  # jsonpath-ng raises several unrelated types
             raise PathError(f"invalid JSONPath {expression!r}: {exc}") from None
-        self._steps = _plain_steps(self._expr)
+        # The key/index chain of a plain path (`$.groups.company[0]` -> ("groups", "company",
+        # 0)), walked without jsonpath-ng; None for any other path.
+        self.plain_steps: tuple[Step, ...] | None = _plain_steps(self._expr)
         # The top-level key all matches come from (`$.groups.company` -> "groups"), or None
         # (`$..x`, `$.*`, `$[?(...)]`): which fields of a record this path can read at all.
         self.root_field: str | None = _root_field(self._expr)
-        if self._steps is None:
+        if self.plain_steps is None:
             find = self._expr.find
             self.values = lambda doc: [match.value for match in find(doc)]
         else:
-            self.values = _walk(self._steps)
+            self.values = _walk(self.plain_steps)
 
     @property
     def is_plain(self) -> bool:
         """True when the direct route is used (no jsonpath-ng at run time)."""
-        return self._steps is not None
+        return self.plain_steps is not None
 
     @property
     def last_key(self) -> str | None:
         """The final field name of a plain path: a name for an unnamed match."""
-        if self._steps and isinstance(self._steps[-1], str):
-            return self._steps[-1]
+        if self.plain_steps and isinstance(self.plain_steps[-1], str):
+            return self.plain_steps[-1]
         return None
 
     def __repr__(self) -> str:
         return f"CompiledPath({self.expression!r})"
-
-
-def compile_paths(expressions: Sequence[str]) -> list[CompiledPath]:
-    return [CompiledPath(expression) for expression in expressions]

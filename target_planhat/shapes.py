@@ -67,8 +67,8 @@ from typing import Any
 
 import orjson
 
-from target_planhat.dates import _format as _format_datetime
-from target_planhat.dates import to_iso_utc
+from target_planhat.codegen import Source
+from target_planhat.dates import format_datetime, to_iso_utc
 from target_planhat.validate import may_be_non_finite
 
 __all__ = [
@@ -110,12 +110,6 @@ INSERT_ID_ALIASES = ("insert_id", "_insert_id")
 # Longest bag text we try to parse. Planhat caps one event at 1 MB, and literal_eval's cost and
 # memory grow with the input, so anything beyond this is reported unparsed instead.
 MAX_BAG_CHARS = 1_000_000
-
-_PLAIN, _TIME, _BAG, _ID = 0, 1, 2, 3
-_KIND: dict[str, int] = {}
-_KIND.update(dict.fromkeys(TIME_FIELDS, _TIME))
-_KIND.update(dict.fromkeys(BAG_FIELDS, _BAG))
-_KIND.update(dict.fromkeys(ID_FIELDS, _ID))
 
 # raw key -> canonical key. Bounded so a stream of ever-new keys cannot grow it without limit.
 _KEY_CACHE: dict[str, str] = {}
@@ -291,71 +285,12 @@ def parse_bag(text: str) -> Any:
     return _UNPARSED
 
 
-def _time_miss(value: Any, field: str, problems: Callable[[str], None] | None) -> Any:
-    """Normalise a non-blank time value not in :data:`_TIME_CACHE` (and cache it if it can be).
-
-    The cache hit is inlined by the callers, as it is most of the calls; this is the ~1 us rest.
-    """
-    try:
-        iso = _format_datetime(value) if type(value) is _DATETIME else to_iso_utc(value)
-    except Exception:  # never raise: report and pass the value through
-        if problems is not None:
-            problems("unparsed_time_" + field)
-        return value
-    if type(value) in _CACHEABLE_TIMES:
-        if len(_TIME_CACHE) >= _TIME_CACHE_MAX:
-            _TIME_CACHE.clear()
-        _TIME_CACHE[value] = iso
-    return iso
-
-
-def to_canonical(
-    record: Mapping[str, Any], problems: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    """Return a new dict holding ``record`` in Amplitude's lower-case Export-API form.
-
-    ``problems`` is called with a short code (``unparsed_<field>``, ``unparsed_time_<field>``)
-    for each value that could not be normalised; such values are passed through unchanged.
-    """
-    out: dict[str, Any] = {}
-    key_cache = _KEY_CACHE
-    time_cache = _TIME_CACHE
-    kinds = _KIND
-    for key, value in record.items():
-        canonical = key_cache.get(key)
-        if canonical is None:
-            canonical = _canonical_key(key)
-        if canonical != key and canonical in out:
-            continue  # an exactly lower-case spelling of this name wins
-        kind = kinds.get(canonical, _PLAIN)
-        if kind == _PLAIN:
-            if type(value) is Decimal:
-                value = _decimal(value)
-        elif kind == _TIME:
-            if value is None or value == "":
-                value = None
-            else:
-                cached = time_cache.get(value) if type(value) in _CACHEABLE_TIMES else None
-                value = cached if cached is not None else _time_miss(value, canonical, problems)
-        elif kind == _BAG:
-            if type(value) is str:
-                value = _bag_text(value, canonical, problems)
-        else:
-            value = _id_number(value)
-        out[canonical] = value
-    if "$insert_id" not in out:
-        for alias in INSERT_ID_ALIASES:
-            alias_value = out.get(alias)
-            if alias_value is not None and alias_value != "":
-                out["$insert_id"] = alias_value
-                break
-    return out
-
-
-# --- Canonicalizer: to_canonical for the fields someone reads --------------------------------
+# --- what each field becomes: the one description every path uses ----------------------------
 
 _Problems = Callable[[str], None]
-_Run = Callable[[Mapping[str, Any], _Problems | None], dict[str, Any]]
+_Convert = Callable[[Any, str, "_Problems | None"], Any]
+_Step = tuple[Any, Any, "_Convert | None"]  # raw key, canonical field, conversion (None: plain)
+_Run = Callable[[Mapping[str, Any], "_Problems | None"], dict[str, Any]]
 
 
 def _bag_text(value: str, field: str, problems: _Problems | None) -> Any:
@@ -368,16 +303,51 @@ def _bag_text(value: str, field: str, problems: _Problems | None) -> Any:
     return parsed
 
 
-def _convert(value: Any, field: str, kind: int, problems: _Problems | None) -> Any:
-    """One value of a time/bag/id ``field``, as to_canonical's loop converts it."""
-    if kind == _TIME:
-        if value is None or value == "":
-            return None
-        cached = _TIME_CACHE.get(value) if type(value) in _CACHEABLE_TIMES else None
-        return cached if cached is not None else _time_miss(value, field, problems)
-    if kind == _BAG:
-        return _bag_text(value, field, problems) if type(value) is str else value
+def _time_miss(value: Any, field: str, problems: _Problems | None) -> Any:
+    """Normalise a non-blank time value not in :data:`_TIME_CACHE` (and cache it if it can be)."""
+    try:
+        iso = format_datetime(value) if type(value) is _DATETIME else to_iso_utc(value)
+    except Exception:  # never raise: report and pass the value through
+        if problems is not None:
+            problems("unparsed_time_" + field)
+        return value
+    if type(value) in _CACHEABLE_TIMES:
+        if len(_TIME_CACHE) >= _TIME_CACHE_MAX:
+            _TIME_CACHE.clear()
+        _TIME_CACHE[value] = iso
+    return iso
+
+
+def _time(value: Any, field: str, problems: _Problems | None) -> Any:
+    """A time field: ISO 8601 UTC ``Z``; blank is None; unparsable is kept and reported."""
+    if value is None or value == "":
+        return None
+    if type(value) in _CACHEABLE_TIMES:
+        cached = _TIME_CACHE.get(value)
+        if cached is not None:
+            return cached
+    return _time_miss(value, field, problems)
+
+
+def _bag(value: Any, field: str, problems: _Problems | None) -> Any:
+    """A property bag: text is parsed (or kept and reported); anything else is left as it is."""
+    if type(value) is str:
+        return _bag_text(value, field, problems)
+    return value
+
+
+def _id(value: Any, _field: str, _problems: _Problems | None) -> Any:
+    """An id-like number: an integral float or Decimal becomes an int."""
     return _id_number(value)
+
+
+# canonical field -> its conversion. Every other field is plain: only a Decimal changes (into an
+# int or a float, see _decimal).
+_CONVERT: dict[str, _Convert] = {
+    **dict.fromkeys(TIME_FIELDS, _time),
+    **dict.fromkeys(BAG_FIELDS, _bag),
+    **dict.fromkeys(ID_FIELDS, _id),
+}
 
 
 def _fill_insert_id(
@@ -386,69 +356,124 @@ def _fill_insert_id(
     """Set ``out["$insert_id"]`` from the first alias (raw keys, by preference) with a value."""
     for key in aliases:
         value = record[key]
-        if type(value) is _DECIMAL:  # aliases are plain fields: to_canonical converts Decimals
+        if type(value) is _DECIMAL:  # aliases are plain fields
             value = _decimal(value)
         if value is not None and value != "":
             out["$insert_id"] = value
             return
 
 
-# Per-kind statements of a compiled plan, on local ``v{i}`` (value) and global ``n{i}`` (field).
-_COMPILED_STEP = {
-    _PLAIN: "    if type(v{i}) is _DECIMAL: v{i} = _decimal(v{i})",
-    _TIME: (
-        "    if v{i} is None or v{i} == '': v{i} = None\n"
-        "    else:\n"
-        "        c = _time_get(v{i}) if type(v{i}) in _CACHEABLE_TIMES else None\n"
-        "        v{i} = c if c is not None else _time_miss(v{i}, n{i}, problems)"
+# --- plans: the description applied to one key layout -----------------------------------------
+
+
+def _steps(
+    layout: tuple[Any, ...], needed: frozenset[str] | None, selected: frozenset[str] | None
+) -> tuple[list[_Step], dict[Any, Any], dict[Any, Any]]:
+    """Which raw key feeds which field, for records whose keys are ``layout``, in order.
+
+    Returns the steps ``(raw key, field, conversion or None for plain)`` of the ``selected``
+    fields (None: all), and for every ``needed`` field its first spelling and its exactly
+    lower-case spelling. Keys are lower-cased; the exactly lower-case spelling of a name wins
+    (in the place of the first spelling), else the first spelling. A field whose exact spelling
+    comes after another spelling gets two steps: both values are converted (and reported), the
+    second keeps the first's place.
+    """
+    steps: list[_Step] = []
+    first: dict[Any, Any] = {}
+    exact: dict[Any, Any] = {}
+    key_cache = _KEY_CACHE
+    for key in layout:
+        canonical = key_cache.get(key)
+        if canonical is None:
+            canonical = _canonical_key(key)
+        if needed is not None and canonical not in needed:
+            continue
+        if canonical == key:
+            exact[canonical] = key
+        elif canonical in first:
+            continue  # an earlier spelling is taken; only the exact one may still replace it
+        first.setdefault(canonical, key)
+        if selected is None or canonical in selected:
+            steps.append((key, canonical, _CONVERT.get(canonical)))
+    return steps, first, exact
+
+
+def _runner(steps: list[_Step], aliases: tuple[Any, ...]) -> _Run:
+    """The plain way to apply ``steps``: a loop over the values, converting in record order.
+
+    A layout's first records take it; :func:`_compiled` is the same plan as straight-line code.
+    """
+    keys = [key for key, _name, _convert in steps]
+    names = [name for _key, name, _convert in steps]
+    converts = [convert for _key, _name, convert in steps]
+
+    def run(record: Mapping[str, Any], problems: _Problems | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, name, convert in zip(keys, names, converts, strict=True):
+            value = record[key]
+            if convert is not None:
+                value = convert(value, name, problems)
+            elif type(value) is _DECIMAL:
+                value = _decimal(value)
+            out[name] = value  # a repeated field keeps its first place and its last value
+        if aliases:
+            _fill_insert_id(out, record, aliases)
+        return out
+
+    return run
+
+
+# Per conversion, the statement a compiled plan runs on one value: the conversion's own function,
+# called only when the value may change (a str bag, a time not in the cache, a Decimal).
+_STATEMENT: dict[_Convert | None, str] = {
+    None: "if type({v}) is _DECIMAL: {v} = _decimal({v})",
+    _time: (
+        "c = _time_get({v}) if type({v}) in _CACHEABLE_TIMES else None\n"
+        "{v} = c if c is not None else _time({v}, {n}, problems)"
     ),
-    _BAG: "    if type(v{i}) is str: v{i} = _bag_text(v{i}, n{i}, problems)",
-    _ID: "    v{i} = _id_number(v{i})",
+    _bag: "if type({v}) is str: {v} = _bag({v}, {n}, problems)",
+    _id: "{v} = _id({v}, {n}, problems)",
+}
+_HELPERS: dict[str, Any] = {
+    "_DECIMAL": _DECIMAL,
+    "_decimal": _decimal,
+    "_time_get": _TIME_CACHE.get,  # the cache is cleared, never replaced
+    "_CACHEABLE_TIMES": _CACHEABLE_TIMES,
+    "_time": _time,
+    "_bag": _bag,
+    "_id": _id,
+    "_fill_insert_id": _fill_insert_id,
 }
 
 
-def _compile_plan(steps: list[tuple[Any, Any, int]], aliases: tuple[Any, ...]) -> _Run:
-    """Generate and compile the function for one key layout: straight-line code, no per-key
-    loop or dispatch. The source holds no record data (keys and field names are globals of the
-    generated code, named by position), so any key is safe.
-
-    ``steps`` are to_canonical's assignments to selected fields, in record order: (raw key,
-    field, kind); a field whose exact spelling comes after another spelling has two (to_canonical
-    converts and reports both values, the second keeping the first's place). ``aliases`` are the
-    raw keys of the insert-id aliases, by preference, when "$insert_id" is selected but the
-    layout has no spelling of it.
+def _compiled(steps: list[_Step], aliases: tuple[Any, ...]) -> _Run:
+    """:func:`_runner`'s plan as straight-line code: one fetch of all values, no per-key loop or
+    dispatch, and a dict display (about twice as fast; ``benchmarks/README.md``). Keys and field
+    names are bound by :mod:`target_planhat.codegen`, never written into the source.
     """
     count = len(steps)
-    namespace: dict[str, Any] = {
-        # itemgetter of one key returns the value itself, of several a tuple
-        "_fetch": itemgetter(*[key for key, _name, _kind in steps]) if count else None,
-        "_aliases": aliases,
-        "_DECIMAL": _DECIMAL,
-        "_decimal": _decimal,
-        "_time_get": _TIME_CACHE.get,  # the cache is cleared, never replaced
-        "_CACHEABLE_TIMES": _CACHEABLE_TIMES,
-        "_time_miss": _time_miss,
-        "_bag_text": _bag_text,
-        "_id_number": _id_number,
-        "_fill_insert_id": _fill_insert_id,
-    }
-    lines = ["def run(record, problems):"]
+    values = [f"v{i}" for i in range(count)]
+    source = Source("run", ("record", "problems"), ("c", "out", "str", "type", *values), _HELPERS)
     if count:
-        lines.append("    " + ", ".join(f"v{i}" for i in range(count)) + " = _fetch(record)")
-    for i, (_key, name, kind) in enumerate(steps):
-        namespace[f"n{i}"] = name
-        lines.append(_COMPILED_STEP[kind].format(i=i))
-    # A dict display keeps a repeated key's first place and last value, like to_canonical.
-    lines.append("    out = {" + ", ".join(f"n{i}: v{i}" for i in range(count)) + "}")
+        # itemgetter of one key returns the value itself, of several a tuple
+        fetch = source.bind(itemgetter(*[key for key, _name, _convert in steps]))
+        source.line(f"{', '.join(values)} = {fetch}(record)")
+    names = [source.bind(name) for _key, name, _convert in steps]
+    for value, name, (_key, _name, convert) in zip(values, names, steps, strict=True):
+        for line in _STATEMENT[convert].format(v=value, n=name).splitlines():
+            source.line(line)
+    # A dict display keeps a repeated key's first place and last value, like the loop.
+    pairs = ", ".join(f"{name}: {value}" for name, value in zip(names, values, strict=True))
+    source.line(f"out = {{{pairs}}}")
     if aliases:
-        lines.append("    _fill_insert_id(out, record, _aliases)")
-    lines.append("    return out")
-    exec(compile("\n".join(lines), "<shapes.Canonicalizer plan>", "exec"), namespace)
-    return namespace["run"]
+        source.line(f"_fill_insert_id(out, record, {source.bind(aliases)})")
+    source.line("return out")
+    run: _Run = source.function()
+    return run
 
 
 class _Plan:
-    """A compiled :class:`Canonicalizer` function for records whose keys are ``layout``."""
+    """How records whose keys are ``layout`` become canonical: ``run(record, problems)``."""
 
     __slots__ = ("layout", "run")
 
@@ -461,52 +486,48 @@ _NO_LAYOUT = (object(),)  # no record has this key layout
 
 
 class Canonicalizer:
-    """:func:`to_canonical` restricted to the top-level fields someone reads.
+    """Records in Amplitude's canonical form, restricted to the top-level fields someone reads.
 
     The target reads only a handful of fields (its mapping's, filters' and dedupe key's
-    JSONPaths), yet :func:`to_canonical` converts all ~25-50 of a record's. ``Canonicalizer(
-    fields)(record, problems)`` returns exactly ``{k: v for k, v in to_canonical(record,
-    problems).items() if k in fields}`` - same values, types and key order - at less than
-    half the cost for a handful of fields. ``fields`` are canonical (lower-case) names; ``None``
-    means all fields, and then the call *is* :func:`to_canonical`.
+    JSONPaths), yet a record has ~25-50. ``Canonicalizer(fields)(record, problems)`` returns
+    ``to_canonical(record, problems)`` cut down to ``fields`` (canonical, lower-case names) -
+    same values, types and key order - converting only those. ``None`` means all fields:
+    :func:`to_canonical` is a ``Canonicalizer(None)``.
 
-    ``problems`` is called only for the selected fields (in the same order and as often as
-    :func:`to_canonical` would call it for them): a bag or time nobody reads that does not
-    parse is not reported, nor counted anywhere.
+    ``problems`` is called only for the selected fields (in record order, as often as the
+    whole conversion would call it for them): a bag or time nobody reads that does not parse is
+    not reported, nor counted anywhere.
 
     ``"$insert_id"`` is still filled from ``insert_id`` / ``_insert_id`` (any spelling) when the
     record has no ``$insert_id``, even if those aliases are not selected; they appear in the
     output only if selected.
 
-    How: which raw keys feed which selected field (lower-casing, "exactly lower-case spelling
-    wins, else the first spelling", the aliases) depends only on the record's key layout,
-    ``tuple(record)``, and a stream's records share one or a few layouts. A layout's first
-    :attr:`COMPILE_AFTER` - 1 records take a direct pass (to_canonical's loop, converting only
-    the needed fields); then its plan is worked out once and compiled to a function that fetches
-    and converts just those values. Layouts are counted and plans kept in a bounded cache
-    (cleared when full); the last plan is checked first, which saves hashing the layout. A
-    stream whose layout never repeats thus costs a direct pass per record, less than
-    :func:`to_canonical`. Thread-safe enough: racing calls at worst compile a layout twice.
+    How: which raw keys feed which field depends only on the record's key layout,
+    ``tuple(record)``, and a stream's records share one or a few layouts. A layout's plan
+    (:func:`_steps`) is worked out the first time it is seen and run by a loop
+    (:func:`_runner`); from its :attr:`COMPILE_AFTER`-th record on, by the same plan compiled
+    to straight-line code (:func:`_compiled`, ~0.1 ms to compile). Plans are kept in a bounded
+    cache (cleared when full); the last plan is checked first, which saves hashing the layout.
+    Thread-safe enough: racing calls at worst work a layout out twice.
     """
 
-    __slots__ = ("_drop", "_fill", "_last", "_needed", "_plans", "fields")
+    __slots__ = ("_fill", "_last", "_needed", "_plans", "fields")
 
-    # Records of one layout taken by the direct pass before its plan is compiled (~0.1 ms, which
-    # the compiled function wins back in some tens of records).
+    # Records of one layout run by the loop before its plan is compiled, which the compiled
+    # function wins back in some tens of records.
     COMPILE_AFTER = 16
-    # Distinct key layouts remembered (counted or compiled). Singer streams have one or a few.
+    # Distinct key layouts remembered. Singer streams have one or a few.
     PLANS_MAX = 256
 
     def __init__(self, fields: Iterable[str] | None = None) -> None:
         self.fields: frozenset[str] | None = None if fields is None else frozenset(fields)
-        selected = self.fields or frozenset()
-        # "$insert_id" is filled from its aliases, which are needed even when not selected
-        # (and dropped from the output then).
-        self._fill = "$insert_id" in selected
-        self._drop = tuple(a for a in INSERT_ID_ALIASES if a not in selected) if self._fill else ()
-        self._needed = selected | frozenset(self._drop)
-        self._plans: dict[tuple[Any, ...], _Plan | int] = {}
-        self._last = _Plan(_NO_LAYOUT, to_canonical)  # never run: no record has this layout
+        # "$insert_id" is filled from its aliases, which are needed even when not selected.
+        self._fill = self.fields is None or "$insert_id" in self.fields
+        self._needed: frozenset[str] | None = None
+        if self.fields is not None:
+            self._needed = self.fields | frozenset(INSERT_ID_ALIASES if self._fill else ())
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._last = _Plan(_NO_LAYOUT, _runner([], ()))  # never run: no record has this layout
 
     def __repr__(self) -> str:
         fields = None if self.fields is None else sorted(self.fields)
@@ -515,85 +536,49 @@ class Canonicalizer:
     def __call__(
         self, record: Mapping[str, Any], problems: _Problems | None = None
     ) -> dict[str, Any]:
-        """Return the selected fields of ``to_canonical(record, problems)``; see the class doc."""
-        if self.fields is None:
-            return to_canonical(record, problems)
+        """Return the selected fields of ``record`` in canonical form; see the class doc."""
         layout = tuple(record)
         plan = self._last
         if plan.layout != layout:  # usually equal, element by element, without hashing
             plans = self._plans
-            entry = plans.get(layout)
-            if type(entry) is _Plan:
-                plan = entry
-            else:
-                seen = (entry or 0) + 1
+            found = plans.get(layout)
+            if found is None:
                 if len(plans) >= self.PLANS_MAX:
                     plans.clear()
-                if seen < self.COMPILE_AFTER:
-                    plans[layout] = seen
-                    return self._direct(record, problems)
-                plan = plans[layout] = self._plan(layout)
-            self._last = plan
+                found = plans[layout] = self._plan(layout)
+            plan = self._last = found
         return plan.run(record, problems)
 
-    def _direct(self, record: Mapping[str, Any], problems: _Problems | None) -> dict[str, Any]:
-        """to_canonical's loop for the needed fields only (kept in step by the tests)."""
-        needed = self._needed
-        selected = self.fields
-        assert selected is not None
-        key_cache = _KEY_CACHE
-        out: dict[str, Any] = {}
-        for key, value in record.items():
-            canonical = key_cache.get(key)
-            if canonical is None:
-                canonical = _canonical_key(key)
-            if canonical not in needed:
-                continue
-            if canonical != key and canonical in out:
-                continue  # an exactly lower-case spelling of this name wins
-            kind = _KIND.get(canonical, _PLAIN)
-            if kind != _PLAIN:
-                value = _convert(value, canonical, kind, problems)
-            elif type(value) is _DECIMAL:
-                value = _decimal(value)
-            out[canonical] = value
-        if self._fill and "$insert_id" not in out:
-            for alias in INSERT_ID_ALIASES:
-                alias_value = out.get(alias)
-                if alias_value is not None and alias_value != "":
-                    out["$insert_id"] = alias_value
-                    break
-        for alias in self._drop:
-            out.pop(alias, None)
-        return out
-
     def _plan(self, layout: tuple[Any, ...]) -> _Plan:
-        """Work out and compile the plan for records whose keys are ``layout``, in order."""
-        selected = self.fields
-        assert selected is not None
-        needed = self._needed
-        steps: list[tuple[Any, Any, int]] = []
-        first: dict[Any, Any] = {}  # needed field -> its first spelling (to_canonical's out key)
-        exact: dict[Any, Any] = {}  # needed field -> its exactly lower-case spelling, if any
-        for key in layout:
-            canonical = _KEY_CACHE.get(key)
-            if canonical is None:
-                canonical = _canonical_key(key)
-            if canonical not in needed:
-                continue
-            if canonical == key:
-                exact[canonical] = key
-            elif canonical in first:
-                continue  # to_canonical skips it: an earlier spelling is already in its out
-            first.setdefault(canonical, key)
-            if canonical in selected:
-                # A later exact spelling is a second step: to_canonical converts (and reports)
-                # both values, the second overwriting the first in the first one's place.
-                steps.append((key, canonical, _KIND.get(canonical, _PLAIN)))
+        """The plan for ``layout``: run by the loop, compiled once it has been used enough."""
+        steps, first, exact = _steps(layout, self._needed, self.fields)
         aliases: tuple[Any, ...] = ()
         if self._fill and "$insert_id" not in first:
-            # to_canonical reads out[alias]: the exact spelling's value if any, else the first.
+            # The value the field holds: the exact spelling's if any, else the first one's.
             aliases = tuple(
                 exact.get(alias, first[alias]) for alias in INSERT_ID_ALIASES if alias in first
             )
-        return _Plan(layout, _compile_plan(steps, aliases))
+        loop = _runner(steps, aliases)
+        left = self.COMPILE_AFTER
+
+        def warming_up(record: Mapping[str, Any], problems: _Problems | None) -> dict[str, Any]:
+            nonlocal left
+            left -= 1
+            if left <= 0:
+                plan.run = _compiled(steps, aliases)
+            return loop(record, problems)
+
+        plan = _Plan(layout, warming_up)
+        return plan
+
+
+_EVERY_FIELD = Canonicalizer(None)
+
+
+def to_canonical(record: Mapping[str, Any], problems: _Problems | None = None) -> dict[str, Any]:
+    """Return a new dict holding ``record`` in Amplitude's lower-case Export-API form.
+
+    ``problems`` is called with a short code (``unparsed_<field>``, ``unparsed_time_<field>``)
+    for each value that could not be normalised; such values are passed through unchanged.
+    """
+    return _EVERY_FIELD(record, problems)
