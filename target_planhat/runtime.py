@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import orjson
 
+from target_planhat.errors import StoreError
 from target_planhat.ledger import Ledger
 from target_planhat.metric_counts import MetricCounts
 from target_planhat.metric_delivery import MemoryCounts, MetricDelivery, Seen
@@ -77,7 +78,13 @@ class Runtime:
         self.ledger: Ledger | None = None
         if settings.dedupe and not settings.dry_run:
             # Dry run never touches the ledger: a later live run must still send everything.
-            self.ledger = Ledger(settings.ledger_path, settings.ledger_ttl_days)
+            store = open_store(settings)
+            store.sleep = self.guard.sleep  # a signal ends a wait between reconnects
+            try:
+                self.ledger = Ledger(store, settings.ledger_ttl_days)
+            except BaseException:
+                store.close()
+                raise
             self.report.ledger_pruned = self.ledger.pruned
         self.metric_client: PlanhatClient | None = None
         self.metric_store: Store | None = None
@@ -213,7 +220,7 @@ class Runtime:
                 if rolled:
                     ids = [i for item in chunk for i in members.get(id(item), (item[0],))]
                 if self.ledger is not None:
-                    self.ledger.record(ids)
+                    self._record(ids, len(chunk))
                 with self.report.lock:
                     if self.dry_run_file is not None:
                         self.report.dry_run_written += len(chunk)
@@ -225,6 +232,20 @@ class Runtime:
                     self.report.rollup_events += sum(len(group) for group in rolled)
                 following = chunks[number + 1][0][3] if number + 1 < len(chunks) else math.inf
                 progress(following)
+
+    def _record(self, ids: list[str], activities: int) -> None:
+        """Record an acknowledged chunk; if the ledger cannot, stop before any STATE covers it."""
+        assert self.ledger is not None
+        try:
+            self.ledger.record(ids)
+        except StoreError as exc:
+            with self.report.lock:
+                self.report.send_stats.unconfirmed_requests += 1
+            raise StoreError(
+                f"Planhat acknowledged {activities} activities but recording them in the ledger "
+                f"failed: {exc}. The run stops here and no STATE covers them, so a replay may "
+                "re-send them (counted in unconfirmed_requests)."
+            ) from None
 
     def submit(
         self,

@@ -31,7 +31,8 @@ from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.target_base import Target
 
-from target_planhat import about, redact
+from target_planhat import about, commands, redact
+from target_planhat.errors import StoreError
 from target_planhat.planhat import PlanhatError
 from target_planhat.reader import SINGER_INPUT_ERRORS, LineReader, describe_input_error
 from target_planhat.rejects import RejectedRecord
@@ -40,6 +41,7 @@ from target_planhat.settings import SCHEMA, ConfigError, check_config, compile_s
 from target_planhat.shutdown import StopRequested
 from target_planhat.sinks import NOT_PENDING, PlanhatSink
 from target_planhat.stdin import IdleAwareLines
+from target_planhat.store import mask_url
 
 
 def _name_setting(error: str) -> str:
@@ -104,7 +106,8 @@ class TargetPlanhat(Target):
         if settings.report_path:
             outputs.append(f"report: {settings.report_path}")
         if settings.dedupe and not settings.dry_run:
-            outputs.append(f"ledger: {settings.ledger_path}")
+            where = mask_url(settings.ledger_url) if settings.ledger_url else settings.ledger_path
+            outputs.append(f"ledger: {where}")
         self.logger.info("Files this run writes: %s", "; ".join(outputs) or "none")
         if settings.dry_run:
             if settings.dry_run_writes_state:
@@ -136,10 +139,11 @@ class TargetPlanhat(Target):
 
     @classmethod
     def get_singer_command(cls) -> click.Command:
-        # The one hook for the CLI: the SDK's help says only "Execute the Singer target.".
+        # The one hook for the CLI: the SDK's help says only "Execute the Singer target.";
+        # the CLI's own flags live in commands.py.
         command = super().get_singer_command()
         command.help = about.HELP
-        return command
+        return commands.extend(command, cls)
 
     @classmethod
     def print_about(cls, output_format: str | None = None) -> None:
@@ -426,7 +430,7 @@ def _run(argv: list[str] | None) -> int:
         line = getattr(reader, "line_number", 0)
         log.error("Invalid input: %s", redact.redact(describe_input_error(exc, line)))
         return 1
-    except (PlanhatError, RejectedRecord) as exc:
+    except (PlanhatError, RejectedRecord, StoreError) as exc:
         _finish("failed")
         log.error("%s", exc)
         return 1

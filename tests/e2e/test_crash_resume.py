@@ -26,7 +26,6 @@ import math
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -36,12 +35,16 @@ from typing import Any
 
 import pytest
 
+from target_planhat.ledger import Ledger
+from target_planhat.settings import DEFAULT_LEDGER_PATH, compile_settings
+from target_planhat.store import open_store
 from tests.support.cli import TARGET_BIN, base_config, event, schema_message, state_message
 from tests.support.receiver import TOKEN, PlanhatReceiver, Received, Reply
 
 STREAM = "events"
 STATE_EVERY = 7
 BATCH = 25
+OVERLAP = 20  # records before the bookmark a tap re-exports (its boundary hour)
 
 
 def insert_id(n: int) -> str:
@@ -97,16 +100,20 @@ class Chain:
         return [r for r in self.runs if r.killed_at is not None]
 
 
-def _read_ledger(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-    db = sqlite3.connect(str(path))
+def _read_ledger(config: dict[str, Any], cwd: Path, events: int) -> set[str]:
+    """The insert ids of events ``1..events`` the run's ledger holds (SQLite or PostgreSQL)."""
+    ids = [insert_id(n) for n in range(1, events + 1)]
+    if config.get("ledger_url"):
+        ledger = Ledger(open_store(compile_settings(config)))
+    else:
+        path = cwd / Path(config.get("ledger_path") or DEFAULT_LEDGER_PATH)
+        if not path.exists():
+            return set()
+        ledger = Ledger(path, ttl_days=10**6, tenant_token=TOKEN)
     try:
-        return {row[0] for row in db.execute("SELECT id FROM acked")}
-    except sqlite3.OperationalError:  # killed before the table was created
-        return set()
+        return ledger.known(ids)
     finally:
-        db.close()
+        ledger.store.close()
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 30) -> bool:
@@ -129,11 +136,15 @@ def run_chain(
     kills: int = 8,
     batch: int = BATCH,
     posts_per_kill: int = 8,
+    ledger: dict[str, Any] | None = None,
+    overlap: int = 0,
 ) -> Chain:
     """``kills`` killed runs, each resuming from the last bookmark, then one run to the end.
 
     A run is killed around one of its first ``posts_per_kill`` POSTs (or at a random time), so
-    the input (sized for that) lasts until the last kill.
+    the input (sized for that) lasts until the last kill. Each run works in a fresh folder (an
+    ephemeral worker); ``ledger`` replaces ``ledger_path`` in the config: ``{"ledger_url": ...}``
+    for PostgreSQL, ``{}`` for the default relative path (a new SQLite file in every folder).
     """
     events = (kills * (posts_per_kill + 1) // 2 + 4) * batch
     config = base_config(
@@ -146,13 +157,15 @@ def run_chain(
         max_retry_seconds=30,
         dedupe=True,
     )
+    if ledger is not None:
+        config.pop("ledger_path")
+        config.update(ledger)
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
-    ledger_path = Path(config["ledger_path"])
     bookmark = 0
     runs: list[Run] = []
     for index in range(kills + 1):
-        first = bookmark + 1
+        first = max(1, bookmark + 1 - overlap)
         remaining_posts = max(1, math.ceil((events - bookmark) / batch))
         if index == kills:
             kill = ""
@@ -195,7 +208,7 @@ def run_chain(
                     proc.wait()
         assert planhat.settle(), "the receiver is still handling a request"
         run.requests = [r for r in planhat.requests() if r.index >= base]
-        run.ledger = _read_ledger(ledger_path)
+        run.ledger = _read_ledger(config, work, events)
         stdout_text = (work / "stdout").read_text()
         run.bookmarks = [
             json.loads(line)["bookmarks"][STREAM]["n"]
@@ -341,3 +354,38 @@ def test_resume_without_ledger_would_duplicate(tmp_path: Path) -> None:
                 env={**os.environ},
             )
     assert set(planhat.kept_counts().values()) == {2}
+
+
+@pytest.mark.parametrize(("seed", "kills"), [(4, 7)])
+def test_kill_9_in_fresh_folders_with_the_ledger_in_postgres(
+    tmp_path: Path, postgres_url: str, seed: int, kills: int
+) -> None:
+    """An ephemeral worker: every run in a new folder, the ledger in PostgreSQL: exactly once."""
+    rng = random.Random(seed)
+    with PlanhatReceiver(jittery_planhat(seed)) as planhat:
+        chain = run_chain(
+            tmp_path,
+            planhat,
+            rng,
+            kills=kills,
+            ledger={"ledger_url": postgres_url},
+            overlap=OVERLAP,
+        )
+    findings = check_chain(chain)
+    print(f"postgres, seed {seed}: {findings}")
+    assert findings.kill_points >= 1
+    assert findings.duplicated_events <= findings.duplicating_kills * BATCH
+    assert findings.skipped_as_duplicates > 0  # replays were recognised across folders
+
+
+def test_kill_9_in_fresh_folders_with_a_local_sqlite_ledger_duplicates(tmp_path: Path) -> None:
+    """The control: the same chain with the default SQLite file, lost with each folder."""
+    rng = random.Random(4)
+    with PlanhatReceiver(jittery_planhat(4)) as planhat:
+        chain = run_chain(tmp_path, planhat, rng, kills=7, ledger={}, overlap=OVERLAP)
+    duplicated = sum(c - 1 for c in chain.counts.values())
+    print(f"sqlite in fresh folders: {duplicated} duplicated events, {len(chain.kills)} kills")
+    assert set(chain.counts) == set(range(1, chain.events + 1))
+    # A fresh ledger recognises nothing: the replayed overlap went out again.
+    assert duplicated >= OVERLAP
+    assert all((r.report or {}).get("duplicates_skipped", 0) == 0 for r in chain.runs)

@@ -11,7 +11,7 @@ import pytest
 from target_planhat.settings import ConfigError, compile_settings
 from target_planhat.store import PostgresStore, Store, mask_url, open_store
 from tests.support.cli import base_config
-from tests.support.postgres import PASSWORD, StoreBackend
+from tests.support.postgres import PASSWORD, PostgresServer, StoreBackend
 
 TABLE = (
     "CREATE TABLE IF NOT EXISTS things (tenant TEXT NOT NULL, k TEXT NOT NULL, n BIGINT NOT NULL,"
@@ -107,10 +107,13 @@ def test_created_only_the_first_time(store_backend: StoreBackend, tmp_path: Path
     assert (first.created, again.created) == (True, False)
 
 
-def test_postgres_needs_no_superuser(store_backend: StoreBackend, tmp_path: Path) -> None:
-    if store_backend.kind != "postgres":
-        pytest.skip("PostgreSQL only")
-    store = store_backend.open(tmp_path)
+def _postgres(server: PostgresServer) -> StoreBackend:
+    database = server.new_database()
+    return StoreBackend("postgres", {"ledger_url": server.url(database)}, server, database)
+
+
+def test_postgres_needs_no_superuser(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    store = _postgres(postgres_server).open(tmp_path)
     try:
         assert store.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [
             (False,)
@@ -121,10 +124,9 @@ def test_postgres_needs_no_superuser(store_backend: StoreBackend, tmp_path: Path
 
 
 def test_postgres_reconnects_after_the_server_restarts(
-    store_backend: StoreBackend, tmp_path: Path
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    if store_backend.kind != "postgres":
-        pytest.skip("PostgreSQL only")
+    store_backend = _postgres(postgres_server)
     assert store_backend.server is not None
     store = store_backend.open(tmp_path, max_retry_seconds=120)
     try:
