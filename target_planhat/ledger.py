@@ -60,6 +60,7 @@ class Ledger:
     ) -> None:
         self.store = where if isinstance(where, Store) else open_path(where, tenant_token)
         self._own_store = not isinstance(where, Store)
+        self._recent: dict[str, bytes] = {}
         store = self.store
         self._blob = "BYTEA" if store.kind == "postgres" else "BLOB"
         self._suffix = "" if store.kind == "postgres" else " WITHOUT ROWID"
@@ -135,6 +136,8 @@ class Ledger:
         if not ids:
             return set()
         by_hash = {id_hash(i): i for i in ids}
+        # ``record`` usually follows with (a subset of) these ids: hash them once.
+        self._recent = {i: h for h, i in by_hash.items()}
         for attempt in range(3):
             try:
                 found = self._known_hashes(list(by_hash))
@@ -157,10 +160,11 @@ class Ledger:
             return {bytes(row[0]) for row in rows}
         found: set[bytes] = set()
         remaining = hashes
+        step = self.store.max_params
         for table in tables:
             hits: set[bytes] = set()
-            for start in range(0, len(remaining), _CHUNK):
-                chunk = remaining[start : start + _CHUNK]
+            for start in range(0, len(remaining), step):
+                chunk = remaining[start : start + step]
                 marks = ",".join("?" * len(chunk))
                 rows = store.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)
                 hits.update(row[0] for row in rows)
@@ -178,7 +182,8 @@ class Ledger:
         ``StoreError``.
         """
         when = int(time.time() if at is None else at)
-        hashes = list({id_hash(i): None for i in ids})
+        recent = self._recent
+        hashes = list({recent.get(i) or id_hash(i): None for i in ids})
         if hashes:
             self._insert(when // DAY, [(h, when) for h in hashes])
 
@@ -199,7 +204,17 @@ class Ledger:
                 store.executemany(sql, rows)
             return table
 
-        self._existing.add(store.atomic(work))
+        try:
+            self._existing.add(store.atomic(work))
+        except StoreError:
+            raise
+        except Exception as exc:
+            # Our list of tables is stale: another process pruned it, or a server crash lost
+            # its creation (asynchronous commit). Create it again, once.
+            if not self._missing_table(exc):
+                raise
+            self._existing.discard(self._table(day))
+            self._existing.add(store.atomic(work))
 
     def discard(self, ids: Iterable[str]) -> int:
         """Forget these ids (wherever they are); how many were there."""

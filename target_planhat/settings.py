@@ -613,7 +613,8 @@ def compile_settings(config: Mapping[str, Any]) -> Settings:
             ledger_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
-                f"ledger_path: cannot create {str(ledger_path.parent)!r}: {exc}"
+                f"ledger_path: cannot use {str(ledger_path)!r}: cannot create its folder "
+                f"{str(ledger_path.parent)!r}: {exc.strerror or exc}"
             ) from None
 
     unmatched = _unmatched_settings(config, dry_run)

@@ -92,6 +92,8 @@ class Store:
     location: str = ""
     #: The store had no tables of ours before this process opened it.
     created: bool = False
+    #: Most ``?`` parameters one statement may take (SQLite's limit; PostgreSQL takes arrays).
+    max_params: int = 999
 
     def __init__(self, max_retry_seconds: float = 900.0) -> None:
         self.max_retry_seconds = max_retry_seconds
@@ -234,6 +236,12 @@ class SQLiteStore(Store):
             # WAL: readers never block the writer, a committed transaction survives kill -9.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # Lookups probe a few large tables at random places: read them through the OS page
+            # cache (memory-mapped) instead of copying every page into SQLite's small cache.
+            self._db.execute("PRAGMA mmap_size=1073741824")
+            if hasattr(self._db, "getlimit"):  # Python 3.11+
+                limit = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+                self.max_params = max(999, min(limit, 32_766))
             self._setup(tenant_token)
         except sqlite3.Error as exc:
             self._db.close()

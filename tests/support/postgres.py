@@ -82,9 +82,17 @@ class PostgresServer:
         return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *args]
 
     def _run(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self._as_owner(args), capture_output=True, text=True, check=True, **kwargs
-        )
+        result = subprocess.run(self._as_owner(args), capture_output=True, text=True, **kwargs)
+        if result.returncode != 0:
+            log = self.root / "server.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise subprocess.CalledProcessError(
+                result.returncode,
+                args,
+                result.stdout,
+                f"{result.stderr}\n--- server.log ---\n{tail}",
+            )
+        return result
 
     def init(self) -> None:
         if os.geteuid() == 0:
@@ -116,7 +124,7 @@ class PostgresServer:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            "-c full_page_writes=off -c max_connections=100"
         )
         self._run(
             [
@@ -140,6 +148,13 @@ class PostgresServer:
             [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"],
             cwd=self.root,
         )
+
+    def running(self) -> bool:
+        status = subprocess.run(
+            self._as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"]),
+            capture_output=True,
+        )
+        return status.returncode == 0
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = self._run(
