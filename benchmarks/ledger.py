@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/ledger.py                       # both backends, 10M ids each
     .venv/bin/python benchmarks/ledger.py --ids 2000000 --backend sqlite
 
-Fills a ledger to N ids through ``Ledger`` (what a run calls), spread over the last 7 days as a
-7-day TTL keeps them (one table per day), and at 0, 1M, 5M and N ids times what a run does per
-10,000-id batch: look the batch up (``known``), then record it (``record``), median of
-``--samples`` batches of new ids. Then prints the bytes per id on disk, and the time to prune
-one day (a whole table dropped) and to prune nothing.
+Fills a ledger to N ids through ``Ledger`` (what a run calls), spread over today and the 7 days
+before as a 7-day TTL keeps them (one table per day, today's holding an eighth), and at 0, 1M,
+5M and N ids times what a run does per 10,000-id batch: look the batch up (``known``), then
+record it (``record``), median of ``--samples`` batches of new ids. Then prints the bytes per
+id on disk, and the time to prune one day (a whole table dropped) and to prune nothing.
 
 PostgreSQL: ``--url`` to use a server (a database you may write in), else a throwaway server
 is started from the PostgreSQL binaries the tests use (``tests/support/postgres.py``).
@@ -80,8 +80,9 @@ def run(store: Store, total: int, samples: int, checkpoints: list[int]) -> None:
     for checkpoint in checkpoints:
         while filled < checkpoint:
             count = min(BATCH * 10, checkpoint - filled)
-            # Spread over the 7 days before today, as a 7-day ledger holds them.
-            day_back = 7 - (filled * 7 // total)
+            # Spread over the 7 days before today and today, as a 7-day ledger holds them:
+            # the measured batches go into today's table, which holds an eighth of them.
+            day_back = 7 - (filled * 8 // total)
             for start in range(filled, filled + count, BATCH):
                 ledger.record(_ids(start, min(BATCH, filled + count - start)), now - day_back * DAY)
             filled += count
@@ -95,11 +96,11 @@ def run(store: Store, total: int, samples: int, checkpoints: list[int]) -> None:
     size = _size(store)
     print(f"fill + measure: {fill_seconds:.0f}s; {count:,} ids; {size / count:.1f} bytes per id")
     start = time.perf_counter()
-    pruned = ledger.prune(7.5)  # the oldest day only
+    pruned = ledger.prune(6)  # the oldest day only
     took = time.perf_counter() - start
     print(f"prune one day: {pruned:,} ids in {took * 1000:.0f} ms")
     start = time.perf_counter()
-    nothing = ledger.prune(7.5)
+    nothing = ledger.prune(6)
     took = time.perf_counter() - start
     print(f"prune with nothing to prune: {nothing} ids in {took * 1000:.1f} ms")
 
