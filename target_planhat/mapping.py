@@ -150,6 +150,20 @@ class ActivityMapper:
         self.build = self._builder(dict_events=True)
 
     @property
+    def mapped_fields(self) -> dict[str, str]:
+        """Each Planhat field this mapping fills -> its JSONPath(s), for messages.
+
+        A path that matches nothing leaves its field out (``info`` empty): the report counts
+        such activities per field, so a wrong path shows before Planhat's data does.
+        """
+        fields = {field: path.expression for field, path in self._scalars}
+        if self._info_keys is not None:
+            fields["info"] = ", ".join(path.expression for _, path in self._info_keys)
+        elif self._info_list is not None:
+            fields["info"] = ", ".join(source.path.expression for source in self._info_list)
+        return fields
+
+    @property
     def paths(self) -> list[CompiledPath]:
         """Every path the mapping reads: which fields of a record it can use at all."""
         paths = [path for _, path in self._scalars]

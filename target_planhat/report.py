@@ -24,6 +24,9 @@ from target_planhat.planhat import SendStats
 logger = logging.getLogger("target_planhat.report")
 _TOP_ACTIONS = 10
 _MAX_ACTIONS_TRACKED = 10_000
+#: A run with fewer activities may lack a field by chance; from this many on, absent in every
+#: one means the path is wrong.
+MIN_ACTIVITIES_FOR_MISSING_WARNING = 20
 _TOP_UNKNOWN_IDS = 5
 
 
@@ -60,6 +63,27 @@ class DeliveryReport:
         self.rollup_activities = 0
         # The sender thread counts deliveries while the main thread may be writing a report.
         self.lock = threading.Lock()
+        # Mapped fields absent from activities (a path that matched nothing; info empty).
+        self.activities = 0  # activities built and not filtered out
+        self.missing_fields: Counter[str] = Counter()
+        self._scalar_fields: frozenset[str] = frozenset()
+        self._info_mapped = False
+        self.mapped_fields: dict[str, str] = {}
+
+    def set_mapped_fields(self, fields: dict[str, str]) -> None:
+        """The mapping's fields (field -> JSONPath), whose absence ``count_missing`` counts."""
+        self.mapped_fields = dict(fields)
+        self._scalar_fields = frozenset(fields) - {"info"}
+        self._info_mapped = "info" in fields
+
+    def count_missing(self, activity: dict[str, Any]) -> None:
+        """Per mapped field, one more activity without it (called once per activity)."""
+        self.activities += 1
+        missing = self._scalar_fields - activity.keys()
+        if missing:
+            self.missing_fields.update(missing)
+        if self._info_mapped and not activity.get("info"):
+            self.missing_fields["info"] += 1
 
     def count_action(self, action: str, n: int = 1) -> None:
         if action in self.actions or len(self.actions) < _MAX_ACTIONS_TRACKED:
@@ -121,6 +145,7 @@ class DeliveryReport:
             "metric_retries": self.metric_send_stats.retries,
             "rollup_events": self.rollup_events,
             "rollup_activities": self.rollup_activities,
+            "missing_fields": dict(self.missing_fields.most_common()),
         }
 
     def emit(self, status: str) -> dict[str, Any]:
@@ -176,4 +201,42 @@ class DeliveryReport:
             held,
             self.received,
             self.top_unknown_ids(),
+        )
+
+    def warn_missing_fields(self, min_activities: int = MIN_ACTIVITIES_FOR_MISSING_WARNING) -> None:
+        """A mapped field no activity of a sizeable run had: almost surely a wrong path."""
+        if self.activities < min_activities:
+            return
+        for field, count in self.missing_fields.items():
+            if count >= self.activities:
+                path = self.mapped_fields.get(field, "?")
+                what = "was empty" if field == "info" else "was missing"
+                logger.warning(
+                    "mapping.%s (%s) %s in all %d activities of this run: its path(s) match "
+                    "nothing in these events; check it against the dry-run file or the tap's "
+                    "records (the report's missing_fields counts per field)",
+                    field,
+                    path,
+                    what,
+                    self.activities,
+                )
+
+    def hint_if_mostly_duplicates(self, ledger: str) -> None:
+        """Most activities skipped as already delivered: say why, and how to send them again.
+
+        After fixing a mapping, a re-run sends nothing (the ledger has every id) and would
+        otherwise say only ``duplicates_skipped``.
+        """
+        total = self.sent + self.dry_run_written + self.duplicates_skipped
+        if not self.duplicates_skipped or self.duplicates_skipped * 2 <= total:
+            return
+        logger.warning(
+            "%d of %d activities were skipped as already delivered: the ledger at %s holds "
+            "their ids (duplicates_skipped). To send them again, e.g. after fixing a mapping: "
+            "target-planhat --config FILE --forget-delivered (all ids, or --since/--until ISO "
+            "for a time range; with Meltano: meltano invoke target-planhat --forget-delivered), "
+            "then run again. Planhat then keeps both copies of what it already had.",
+            self.duplicates_skipped,
+            total,
+            ledger,
         )

@@ -53,6 +53,7 @@ class Runtime:
         self.settings = settings
         self.guard = ShutdownGuard()
         self.report = DeliveryReport(settings.report_path)
+        self.report.set_mapped_fields(settings.mapper.mapped_fields)
         self.dead_letter = DeadLetterFile(settings.dead_letter_path)
         self.seq = 0  # RECORD messages read so far
         self.line_number: int | None = None

@@ -222,6 +222,7 @@ class PlanhatSink(BatchSink):
         if dropped_by is not None:
             report.filtered[dropped_by] += 1
             return
+        report.count_missing(activity)
         try:
             body = encode_activity(activity, settings.max_event_bytes)
             if runtime.secret and runtime.secret in body:

@@ -358,6 +358,13 @@ class TargetPlanhat(Target):
         runtime = self._rt
         runtime.sender.wait()  # drain_all() waits only when there is a STATE to write
         runtime.report.warn_if_nothing_delivered()
+        runtime.report.warn_missing_fields()
+        if runtime.ledger is not None:
+            settings = runtime.settings
+            url = getattr(settings, "ledger_url", None)
+            runtime.report.hint_if_mostly_duplicates(
+                mask_url(url) if url else str(settings.ledger_path)
+            )
         runtime.report.emit("succeeded")
 
     def finish_failed(self, status: str) -> None:

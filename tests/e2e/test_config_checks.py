@@ -251,3 +251,51 @@ def test_a_refused_tenant_token_says_to_check_it(tmp_path, status):
     ), errors
     assert TOKEN not in result.stderr
     assert result.stdout == ""
+
+
+def _warnings(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "| WARNING " in line]
+
+
+def test_a_mapped_field_missing_from_every_activity_is_named(tmp_path):
+    """The issue's case: a companyExternalId path that matched nothing, 50 of 50 times."""
+    records = [event(n, groups={}) for n in range(1, 51)]
+    config = base_config(tmp_path, dry_run=True)
+    result = run_target(config, singer_lines(records), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.report["missing_fields"] == {"companyExternalId": 50}
+    named = [w for w in _warnings(result) if "mapping.companyExternalId" in w]
+    assert len(named) == 1
+    assert "mapping.companyExternalId ($.groups.company) was missing in all 50 activities" in (
+        named[0]
+    )
+    assert json.loads((tmp_path / "report.json").read_text())["missing_fields"] == {
+        "companyExternalId": 50
+    }
+
+
+def test_missing_fields_below_20_activities_are_counted_not_warned(tmp_path):
+    records = [event(n, groups={}) for n in range(1, 20)]
+    result = run_target(base_config(tmp_path, dry_run=True), singer_lines(records), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.report["missing_fields"] == {"companyExternalId": 19}
+    assert not [w for w in _warnings(result) if "mapping." in w]
+
+
+def test_a_rerun_that_skips_most_as_delivered_says_how_to_resend(tmp_path):
+    records = [event(n) for n in range(1, 33)]
+    with PlanhatReceiver() as planhat:
+        first = run_target(_live(tmp_path, planhat), singer_lines(records), tmp_path)
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert not [w for w in _warnings(first) if "already delivered" in w]
+        again = run_target(_live(tmp_path, planhat), singer_lines(records), tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.report["duplicates_skipped"] == 32 and again.report["sent"] == 0
+    hint = [w for w in _warnings(again) if "already delivered" in w]
+    assert len(hint) == 1
+    assert (
+        f"32 of 32 activities were skipped as already delivered: the ledger at "
+        f"{tmp_path / 'ledger.sqlite'} holds their ids"
+    ) in hint[0]
+    assert "target-planhat --config FILE --forget-delivered" in hint[0]
+    assert TOKEN not in again.stderr

@@ -514,3 +514,17 @@ def test_build_matches_reference_algorithm(
         if isinstance(expected.get("info"), dict):
             assert list(got["info"]) == list(expected["info"])
         assert repr(event) == snapshot
+
+
+def test_mapped_fields_names_each_filled_field_with_its_paths() -> None:
+    mapper = ActivityMapper({"companyExternalId": "", "email": "$.user_properties.email"})
+    assert mapper.mapped_fields == {
+        "externalId": "$.user_id",
+        "email": "$.user_properties.email",
+        "action": "$.event_type",
+        "date": "$.event_time",
+        "info": "$.event_properties, $.user_properties, $.group_properties",
+    }
+    keyed = ActivityMapper({"info": {"plan": "$.user_properties.plan"}})
+    assert keyed.mapped_fields["info"] == "$.user_properties.plan"
+    assert "info" not in ActivityMapper({"info": ""}).mapped_fields
