@@ -266,8 +266,9 @@ def test_a_mapped_field_missing_from_every_activity_is_named(tmp_path):
     assert result.report["missing_fields"] == {"companyExternalId": 50}
     named = [w for w in _warnings(result) if "mapping.companyExternalId" in w]
     assert len(named) == 1
-    assert "mapping.companyExternalId ($.groups.company) was missing in all 50 activities" in (
-        named[0]
+    assert (
+        "mapping.companyExternalId ($.groups.company) was missing in all 50 activities"
+        in (named[0])
     )
     assert json.loads((tmp_path / "report.json").read_text())["missing_fields"] == {
         "companyExternalId": 50
