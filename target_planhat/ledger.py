@@ -158,22 +158,18 @@ class Ledger:
             union = " UNION ALL ".join(f"SELECT id FROM {t} WHERE id = ANY(?)" for t in tables)
             rows = store.execute(union, [hashes] * len(tables))
             return {bytes(row[0]) for row in rows}
-        found: set[bytes] = set()
-        remaining = hashes
-        step = self.store.max_params
-        for table in tables:
-            hits: set[bytes] = set()
-            for start in range(0, len(remaining), step):
-                chunk = remaining[start : start + step]
-                marks = ",".join("?" * len(chunk))
-                rows = store.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)
-                hits.update(row[0] for row in rows)
-            if hits:
-                found |= hits
-                remaining = [h for h in remaining if h not in hits]
-                if not remaining:
-                    break
-        return found
+        # The batch goes into a temporary table once, then one statement probes every day's
+        # table by primary key: an IN list would be rebuilt (and sorted) for each table.
+        probe = " UNION ALL ".join(
+            f"SELECT p.id FROM temp.tp_probe AS q CROSS JOIN {t} AS p ON p.id = q.id"
+            for t in tables
+        )
+        with store.snapshot():
+            store.execute("DELETE FROM temp.tp_probe")
+            store.executemany("INSERT INTO temp.tp_probe (id) VALUES (?)", [(h,) for h in hashes])
+            rows = store.execute(probe)
+            store.execute("DELETE FROM temp.tp_probe")
+        return {row[0] for row in rows}
 
     def record(self, ids: Iterable[str], at: float | None = None) -> None:
         """Record acknowledged ids in one transaction (committed when this returns).
