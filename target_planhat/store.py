@@ -78,8 +78,10 @@ def url_password(url: str) -> str | None:
 def fingerprint(token: str, key: bytes) -> str:
     """The tenant as stored: HMAC-SHA256 of the token under the store's own random key.
 
-    Keyed, so a leaked ledger cannot be checked against a guessed token without the key too,
-    and the token itself is never stored. 128 bits in hex: unique enough to tell tenants apart.
+    The token itself is never stored, and a tenant token is a long random secret, so it cannot
+    be recovered from its HMAC; the key is random per store, so the same token gives unrelated
+    fingerprints in two stores and no table computed in advance applies. 128 bits in hex:
+    unique enough to tell tenants apart.
     """
     return hmac.new(key, token.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
 
