@@ -155,8 +155,13 @@ class Ledger:
         if not tables:
             return set()
         if store.kind == "postgres":
-            union = " UNION ALL ".join(f"SELECT id FROM {t} WHERE id = ANY(?)" for t in tables)
-            rows = store.execute(union, [hashes] * len(tables))
+            # The batch sent once, probed by primary key in every day's table.
+            union = " UNION ALL ".join(
+                f"SELECT p.id FROM q JOIN {t} AS p USING (id)" for t in tables
+            )
+            rows = store.execute(
+                f"WITH q AS MATERIALIZED (SELECT unnest(?::bytea[]) AS id) {union}", (hashes,)
+            )
             return {bytes(row[0]) for row in rows}
         # The batch goes into a temporary table once, then one statement probes every day's
         # table by primary key: an IN list would be rebuilt (and sorted) for each table.
