@@ -3,17 +3,22 @@
 #
 #   bash scripts/demo.sh
 #
-# Needs only Python 3 (3.10 or 3.11: the sample replayer tap-singer-jsonl requires <3.12) and pip.
-# It creates .venv-meltano with meltano 4.4.1 if missing, installs the plugins defined in
-# meltano.yml (from PyPI; target-planhat from this checkout), runs
+# Needs only Python 3.10 to 3.13 (with its venv module) and pip's access to PyPI. It creates
+# .venv-meltano with meltano 4.4.1, installs the plugins defined in meltano.yml (the extractor is
+# the real PyPI tap-amplitude-api, fed the bundled export by a local Export-API stand-in; the
+# loader is this checkout), runs
 #   meltano --environment dev run --full-refresh tap-amplitude-sample target-planhat
 # and prints what landed in output/planhat-dry-run.jsonl. Nothing is sent to Planhat.
 #
-# Environment: PYTHON (interpreter for .venv-meltano), DEMO_VERBOSE=1 (show Meltano's log).
+# Environment: PYTHON (interpreter for .venv-meltano and the plugins; default python3),
+# DEMO_VERBOSE=1 (show Meltano's log). When the interpreter differs from the one .venv-meltano was
+# built with, .venv-meltano and the plugin venvs are rebuilt.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/python_env.sh
+source "$ROOT/scripts/python_env.sh"
 
 MELTANO_VERSION="4.4.1"
 VENV="$ROOT/.venv-meltano"
@@ -35,10 +40,7 @@ mkdir -p "$OUT"
 say() { printf '==> %s\n' "$*" >&2; }
 fail() {
   printf 'demo: FAILED: %s\n' "$1" >&2
-  if [[ -s "$LOG" ]]; then
-    printf -- '--- last lines of %s ---\n' "${LOG#"$ROOT"/}" >&2
-    grep -v "is ignored: it is neither a file nor a directory" "$LOG" | tail -n 40 >&2 || true
-  fi
+  show_log_errors "$LOG" "$ROOT" "demo"
   exit 1
 }
 run_logged() {  # run a command, its output to the log (and the terminal with DEMO_VERBOSE=1)
@@ -49,39 +51,25 @@ run_logged() {  # run a command, its output to the log (and the terminal with DE
   "$@" >>"$LOG" 2>&1
 }
 
-pick_python() {
-  if [[ -n "${PYTHON:-}" ]]; then
-    echo "$PYTHON"
-    return
-  fi
-  # tap-singer-jsonl 0.1.0 installs only on Python <3.12; Meltano builds plugin venvs with its own
-  # interpreter, so prefer a 3.11 / 3.10 when the default python3 is newer.
-  local candidate
-  for candidate in python3 python3.11 python3.10; do
-    if command -v "$candidate" >/dev/null 2>&1 &&
-      "$candidate" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 12)))'; then
-      echo "$candidate"
-      return
-    fi
-  done
-  echo python3
-}
-
-# 1. Meltano itself, in its own venv.
+# 1. Meltano itself, in its own venv, built with the interpreter asked for; rebuilt (with the
+#    plugin venvs Meltano made from it) when that interpreter changed since the last run.
+PY="$(require_python demo)" || exit 1
 MELTANO="$VENV/bin/meltano"
-if [[ ! -x "$MELTANO" ]] || [[ "$("$MELTANO" --version 2>/dev/null)" != *"$MELTANO_VERSION"* ]]; then
-  PY="$(pick_python)"
-  say "creating .venv-meltano with meltano==$MELTANO_VERSION ($("$PY" --version 2>&1))"
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    run_logged "$PY" -m venv "$VENV" || fail "could not create $VENV with $PY"
-  fi
+INSTALL_FLAGS=()
+if ! venv_matches "$VENV" "$PY" || [[ ! -x "$MELTANO" ]] ||
+  [[ "$("$MELTANO" --version 2>/dev/null)" != *"$MELTANO_VERSION"* ]]; then
+  say "creating .venv-meltano with meltano==$MELTANO_VERSION ($(python_identity "$PY"))"
+  rm -rf "$VENV"
+  run_logged "$PY" -m venv "$VENV" || fail "could not create .venv-meltano with $PY"
   run_logged "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
     "meltano==$MELTANO_VERSION" || fail "pip install meltano==$MELTANO_VERSION"
+  mark_venv "$VENV" "$PY"
+  INSTALL_FLAGS=(--clean)  # plugin venvs built by another interpreter are rebuilt too
 fi
 
 # 2. The plugins (idempotent: Meltano rebuilds a plugin venv only when its pip_url changed).
 say "meltano install (log: ${LOG#"$ROOT"/})"
-run_logged "$MELTANO" install || fail "meltano install"
+run_logged "$MELTANO" install "${INSTALL_FLAGS[@]}" || fail "meltano install"
 
 # 3. A clean slate for the files this demo shows (the target appends to them).
 #    The dedupe ledger (output/ledger.sqlite) is left alone on purpose: a dry run never reads or
@@ -90,11 +78,10 @@ run_logged "$MELTANO" install || fail "meltano install"
 rm -f "$DRY_RUN_FILE" "$REJECTED_FILE" "$REPORT_FILE"
 
 # 4. The pipeline. --full-refresh: Meltano passes no saved state to the tap (and still saves the
-#    new state at the end), so the run does not depend on what an earlier run left behind.
-#    tap-singer-jsonl ignores incoming state anyway and always replays the whole file; the flag
-#    makes "replay everything" explicit, and keeps the demo right if the sample tap is ever
-#    swapped for one that honours state. Clearing state first (`meltano state clear`) would also
-#    work but throws away the bookmark a reader may want to look at.
+#    new state at the end), so the tap starts at its start_date and replays the whole sample.
+#    Without it the tap would start from the saved bookmark, the end of the sample, and export
+#    nothing, as a real incremental run with no new events would. Clearing state first
+#    (`meltano state clear`) would also work but throws away the bookmark a reader may want.
 say "meltano run --full-refresh tap-amplitude-sample target-planhat (environment dev, dry run)"
 run_logged "$MELTANO" --environment dev run --full-refresh tap-amplitude-sample target-planhat ||
   fail "meltano run tap-amplitude-sample target-planhat"

@@ -1,8 +1,9 @@
 """Generate the bundled sample: Amplitude events as PyPI `tap-amplitude-api` 0.1.8 writes them.
 
-Run from anywhere: ``python data/sample/generate.py``. The output, ``amplitude-events.singer.jsonl``
-beside this script, is committed; the script is deterministic (fixed seed, uuid5 ids, fixed dates),
-so running it again gives the same bytes.
+Run from anywhere: ``python data/sample/generate.py``. The outputs beside this script are
+committed: ``amplitude-export.jsonl`` (the raw Export-API events, which the demo serves to the real
+tap) and ``amplitude-events.singer.jsonl`` (what the tap writes from them); the script is
+deterministic (fixed seed, uuid5 ids, fixed dates), so running it again gives the same bytes.
 
 What the real tap does, and what this script reproduces (read from tap_amplitude/__init__.py and
 singer-python's ``singer.transform.Transformer``):
@@ -38,6 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SCHEMA_FILE = HERE / "tap-amplitude-api-0.1.8.event.schema.json"
 OUTPUT_FILE = HERE / "amplitude-events.singer.jsonl"
+EXPORT_FILE = HERE / "amplitude-export.jsonl"
 STREAM = "event"
 STATE_EVERY = 10
 SEED = 20240304
@@ -395,7 +397,14 @@ def main() -> None:
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     lines = [{"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": ["uuid"]}]
     bookmark: str | None = None
-    records = [transform(raw, schema) for raw in build_events()]
+    raw_events = build_events()
+    # What the Export API serves (one JSON object per line, as in its hourly files): the demo's
+    # replayer serves these to the real tap-amplitude-api from a local Export-API stand-in.
+    EXPORT_FILE.write_text(
+        "".join(json.dumps(raw, ensure_ascii=False) + "\n" for raw in raw_events),
+        encoding="utf-8",
+    )
+    records = [transform(raw, schema) for raw in raw_events]
     for count, record in enumerate(records, start=1):
         lines.append({"type": "RECORD", "stream": STREAM, "record": record})
         candidate = record["server_upload_time"]

@@ -1,5 +1,9 @@
 """End to end: `bash scripts/demo.sh` replays the bundled sample through Meltano into a dry run.
 
+The extractor is the real tap-amplitude-api, served data/sample/amplitude-export.jsonl by a local
+Export-API stand-in; what it writes is data/sample/amplitude-events.singer.jsonl, which these
+tests read for their expectations.
+
 Slow (creates .venv-meltano and installs the plugins on first use): marked ``slow``.
 """
 
@@ -8,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +43,7 @@ def _sample_expectations() -> tuple[int, int, str]:
 
 def _run_demo() -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TARGET_PLANHAT_"))}
+    env["PYTHON"] = sys.executable  # the demo's venvs on the suite's Python, whatever python3 is
     return subprocess.run(
         ["bash", "scripts/demo.sh"],
         cwd=ROOT,
