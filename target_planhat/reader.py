@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import typing as t
 from collections import Counter, defaultdict
@@ -61,7 +62,9 @@ class LineReader(GenericSingerReader[str]):
     def deserialize_json(self, line: str | bytes) -> dict:  # type: ignore[override]
         try:
             message = orjson.loads(line)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc):
+                return self._deserialize_too_deep(line)
             # orjson refuses NaN/Infinity and lone surrogates; the stdlib takes them, and
             # validation then rejects the record that holds them, with a reason. (orjson reads
             # integers over 64 bits as floats, as Planhat's JavaScript would.) Invalid UTF-8
@@ -73,6 +76,32 @@ class LineReader(GenericSingerReader[str]):
             except (ValueError, RecursionError) as exc:
                 raise InputError(
                     f"input line {self.line_number}: not valid JSON ({exc}): {_excerpt(line)}"
+                ) from None
+        if not isinstance(message, dict):
+            raise InputError(
+                f"input line {self.line_number}: a Singer message must be a JSON object, "
+                f"got {type(message).__name__}"
+            )
+        return message
+
+    def _deserialize_too_deep(self, line: str | bytes) -> dict:
+        """A message nested deeper than orjson reads, with the excess cut off.
+
+        Whether the stdlib could read it instead depends on the interpreter (3.13 reads 5,000
+        levels, 3.10-3.12 stop near 1,000), so the run's outcome would too: a crash on one, a
+        rejection on another. Cut at :data:`_MAX_READ_DEPTH`, every such record is still deeper
+        than validation allows and is rejected as ``too_deep``, naming the record, everywhere.
+        """
+        text = line.decode("utf-8", "surrogateescape") if isinstance(line, bytes) else line
+        cut = _cut_below_depth(text, _MAX_READ_DEPTH)
+        try:
+            message = orjson.loads(cut)
+        except orjson.JSONDecodeError:
+            try:
+                message = json.loads(cut)  # NaN, lone surrogates: see deserialize_json
+            except (ValueError, RecursionError) as exc:
+                raise InputError(
+                    f"input line {self.line_number}: not valid JSON ({exc}): {_excerpt(text)}"
                 ) from None
         if not isinstance(message, dict):
             raise InputError(
@@ -104,6 +133,45 @@ class LineReader(GenericSingerReader[str]):
             callback(message)
             stats[kind] += 1
         return Counter(**stats)
+
+
+_MAX_READ_DEPTH = 500
+"""Containers deeper than this are cut when a line is too deep for orjson (1,024 levels).
+
+Well under the stdlib's recursion limit (~1,000 frames, the caller's included) on every supported
+Python, and far over ``validate.MAX_DEPTH``, so what is cut was going to be rejected as
+``too_deep`` anyway.
+"""
+
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _cut_below_depth(text: str, limit: int) -> str:
+    """``text`` with each container opened below ``limit`` levels replaced by a marker string.
+
+    A scan of brackets outside strings, without recursion; text that is not JSON stays not JSON.
+    """
+    parts: list[str] = []
+    depth = 0
+    kept_until = 0
+    cut_from = -1
+    for token in _JSON_TOKENS.finditer(text):
+        char = text[token.start()]
+        if char == '"':
+            continue
+        if char in "[{":
+            depth += 1
+            if depth == limit + 1:
+                cut_from = token.start()
+        else:
+            if depth == limit + 1 and cut_from >= 0:
+                parts.append(text[kept_until:cut_from])
+                parts.append(f'"<nested deeper than {limit} levels: cut on input>"')
+                kept_until = token.end()
+                cut_from = -1
+            depth -= 1
+    parts.append(text[kept_until:])
+    return "".join(parts)
 
 
 # What each message must hold, beyond what the SDK checks: a wrong type there makes the SDK fail
