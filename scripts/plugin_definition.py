@@ -12,6 +12,8 @@ numbers as such, not as strings), a label, a description, its default as ``value
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,9 +103,16 @@ def setting(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def full_schema() -> dict[str, Any]:
+    """The settings ``--about`` lists: the target's schema plus the SDK's built-in settings."""
+    schema = copy.deepcopy(TargetPlanhat.config_jsonschema)
+    TargetPlanhat.append_builtin_config(schema)
+    return json.loads(json.dumps(schema))  # plain values (the SDK's defaults can be str enums)
+
+
 def definition() -> dict[str, Any]:
     """The whole plugin definition, from the target's schema and its ``--about`` facts."""
-    schema = TargetPlanhat.config_jsonschema
+    schema = full_schema()
     return {
         "name": "target-planhat",
         "namespace": "target_planhat",

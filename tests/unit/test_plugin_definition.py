@@ -7,7 +7,9 @@ default and ``sensitive`` for secrets.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,16 @@ from target_planhat.target import TargetPlanhat
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION_FILE = ROOT / "plugin" / "target-planhat.yml"
-SCHEMA = TargetPlanhat.config_jsonschema["properties"]
+
+
+def _full_schema() -> dict[str, Any]:
+    """What ``--about`` lists: the target's settings and the SDK's built-in ones."""
+    schema = copy.deepcopy(TargetPlanhat.config_jsonschema)
+    TargetPlanhat.append_builtin_config(schema)
+    return json.loads(json.dumps(schema))["properties"]
+
+
+SCHEMA = _full_schema()
 KIND_OF_TYPE = {
     "string": "string",
     "integer": "integer",
