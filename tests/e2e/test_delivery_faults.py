@@ -147,19 +147,20 @@ def test_kept_but_connection_dropped_before_the_answer(tmp_path: Path) -> None:
 
 def test_slow_drip_answer_does_not_hold_the_run(tmp_path: Path) -> None:
     drip = Reply(body=b'{"processed": true}' + b" " * 100, drip=0.1)
-    planhat, result, elapsed = _run(tmp_path, _at({1: drip}), request_timeout=1)
+    planhat, result, _ = _run(tmp_path, _at({1: drip}), request_timeout=1)
     _assert_succeeded(result)
-    assert elapsed < 6  # the drip alone: ~20 s
+    # The drip (~12 s) never finished: the target stopped reading at request_timeout and retried.
+    assert planhat.requests()[1].answered_at is None
     assert planhat.kept_counts() == _expected(planhat, {1})
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 413])
 def test_other_4xx_fail_fast(tmp_path: Path, status: int) -> None:
     body = b'{"message": "invalid tenant ' + TOKEN.encode() + b'"}'
-    planhat, result, elapsed = _run(tmp_path, _at({2: Reply(status, body=body)}))
+    planhat, result, _ = _run(tmp_path, _at({2: Reply(status, body=body)}))
     assert result.returncode == 1
-    assert elapsed < 5
-    assert len(planhat.requests()) == 3  # no retry
+    assert len(planhat.requests()) == 3  # no retry, so no backoff wait either
+    assert result.report["retries"] == 0
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
     assert any(f"HTTP {status}" in line and "invalid tenant ***" in line for line in errors)
     # STATE only for what was acknowledged: the first two POSTs, records 1-20.
@@ -174,7 +175,9 @@ def test_max_retry_seconds_exhausted(tmp_path: Path) -> None:
 
     planhat, result, elapsed = _run(tmp_path, script, max_retry_seconds=2)
     assert result.returncode == 1
-    assert 2 <= elapsed < 8
+    assert elapsed >= 2  # the budget was used (a busy machine only makes this longer)
+    # Retry-After: 1 within a 2 s budget: at most 3 tries of the failing POST, never more.
+    assert 3 <= len(planhat.requests()) <= 2 + 3
     message = [line for line in result.stderr.splitlines() if "max_retry_seconds)" in line]
     assert message and "HTTP 503" in message[0] and "after retrying for 2s" in message[0]
     # No STATE past the failure: the failing POST held records 21-30.

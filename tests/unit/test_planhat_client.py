@@ -157,15 +157,16 @@ def test_connection_reset_mid_request_is_retried(caplog: pytest.LogCaptureFixtur
 
 
 def test_answer_slower_than_request_timeout(caplog: pytest.LogCaptureFixture) -> None:
-    with PlanhatReceiver(_scripted(Reply(delay=1.6))) as planhat:
+    # The first answer comes only when the receiver closes (its delay is cut short then), so the
+    # retry arriving at all shows the client gave up at request_timeout, on any machine.
+    with PlanhatReceiver(_scripted(Reply(delay=600))) as planhat:
         client = _client(planhat, request_timeout=1)
-        started = time.monotonic()
         client.send(_body(1, 4), 4)
-        elapsed = time.monotonic() - started
     # The receiver kept the first copy (it answered 200, too late): the one allowed duplicate.
     assert sorted(planhat.kept_counts().values()) == [2, 2, 2, 2]
     assert client.stats.unconfirmed_requests == 1
-    assert elapsed < 1 + 1.0 + 1  # the timeout, at most 1 s of jitter, the retry
+    first, retry = planhat.requests()[0], planhat.requests()[1]
+    assert retry.arrived < first.at  # retried while the first answer was still being held
     (line,) = _retry_logs(caplog)
     assert "answer within request_timeout=1s" in line
 
@@ -189,12 +190,9 @@ def test_slow_drip_answer_is_cut_at_request_timeout(caplog: pytest.LogCaptureFix
     answer = Reply(body=b'{"processed": true, "padding": "' + b"." * 40 + b'"}', drip=0.1)
     with PlanhatReceiver(_scripted(answer)) as planhat:
         client = _client(planhat, request_timeout=1)
-        started = time.monotonic()
         client.send(_body(1, 2), 2)
-        elapsed = time.monotonic() - started
-    # Cut at 1 s, before the status line was complete: unconfirmed, retried (at most 1 s of
-    # jitter), and the receiver kept both copies.
-    assert elapsed < 1 + 1.0 + 1.0
+    # Cut at 1 s, before the status line was complete (the first answer never finished): the
+    # POST is unconfirmed, retried, and the receiver kept both copies.
     assert client.stats.unconfirmed_requests == 1
     assert [r.action for r in planhat.requests()] == ["status 200", "status 200"]
     assert planhat.requests()[0].answered_at is None
@@ -209,10 +207,9 @@ def test_slow_drip_after_the_status_line_counts_as_acknowledged(
     answer = Reply(body=b'{"processed": true, "padding": "' + b"." * 200 + b'"}', drip=0.02)
     with PlanhatReceiver(_scripted(answer)) as planhat:
         client = _client(planhat, request_timeout=1)
-        started = time.monotonic()
         client.send(_body(1, 2), 2)
-        elapsed = time.monotonic() - started
-    assert elapsed < 1.5  # the drip alone would take ~6 s
+    # The drip (~6 s) never finished: the client stopped reading at 1 s, and did not retry.
+    assert planhat.requests()[0].answered_at is None
     assert len(planhat.requests()) == 1 and client.stats.retries == 0
     assert "cut off at request_timeout=1s after its status line" in caplog.text
 
@@ -237,12 +234,10 @@ def test_other_4xx_fail_fast_with_status_and_excerpt(status: int) -> None:
     )
     with PlanhatReceiver(_scripted(answer)) as planhat:
         client = _client(planhat)
-        started = time.monotonic()
         with pytest.raises(PlanhatError) as info:
             client.send(_body(1, 7), 7)
     message = str(info.value)
-    assert time.monotonic() - started < 1
-    assert len(planhat.requests()) == 1
+    assert len(planhat.requests()) == 1 and client.stats.retries == 0  # no retry, no wait
     assert f"HTTP {status}" in message
     assert "bad tenant" in message and "7 activities" in message
     assert TOKEN not in message and "***" in message
@@ -298,9 +293,10 @@ def test_max_retry_seconds_exhausted(caplog: pytest.LogCaptureFixture) -> None:
         with pytest.raises(PlanhatError) as info:
             client.send(_body(1, 2), 2)
         elapsed = time.monotonic() - started
-    assert 2 <= elapsed < 3.5
+    assert elapsed >= 2  # the budget was used (a busy machine only makes this longer)
     assert "max_retry_seconds" in str(info.value) and "HTTP 503" in str(info.value)
-    assert len(planhat.requests()) == 3  # at 0 s, 1 s, 2 s
+    # At 0 s, 1 s, 2 s at most (Retry-After: 1): fewer on a busy machine, never more.
+    assert 2 <= len(planhat.requests()) <= 3
     assert any("giving up" in r.getMessage() for r in caplog.records)
 
 
