@@ -285,7 +285,8 @@ def test_quiet_tap_still_gets_checkpoints(tmp_path: Path) -> None:
         line = process.stdout.readline()  # stdin stays open: only the idle timer can do this
         waited = time.monotonic() - started
         assert json.loads(line) == {"bookmarks": {"events": {"n": 7}}}
-        assert waited < 5
+        # Not the SDK's own 5-minute timer: any machine gets this far well within 2 minutes.
+        assert waited < 120, waited
         assert sorted(a["info"]["n"] for a in planhat.acknowledged_activities()) == list(
             range(1, 8)
         )

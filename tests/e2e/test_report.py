@@ -222,26 +222,30 @@ def test_report_every_checkpoint_while_running(tmp_path):
         process = spawn_target(config_path, tmp_path, stderr=subprocess.PIPE)
         assert process.stdin is not None
         process.stdin.write(lines(schema_message()).encode())
+        path = tmp_path / "report.json"
+        running_seen = []  # the received count of each running report seen, stdin still open
         for n in range(4):
             process.stdin.write(lines(record("events", event(n))).encode())
             process.stdin.flush()
-            time.sleep(0.4)
-        deadline = time.monotonic() + 5
-        running = None
-        while time.monotonic() < deadline:
-            path = tmp_path / "report.json"
-            if path.exists() and path.stat().st_size:
-                running = json.loads(path.read_text())
-                if running["received"] >= 3:
+            # Wait (condition, not time) until a running report counts this record.
+            deadline = time.monotonic() + 120  # ends a hung run only
+            while time.monotonic() < deadline:
+                try:
+                    report = json.loads(path.read_text())
+                except (OSError, ValueError):  # not written yet, or being rewritten
+                    report = {"status": None, "received": 0}
+                if report["status"] == "running" and report["received"] >= n + 1:
+                    running_seen.append(report["received"])
                     break
-            time.sleep(0.05)
+                time.sleep(0.05)
+        running = json.loads(path.read_text()) if path.exists() else None
         process.stdin.close()
         process.stdin = None  # closed: communicate() must not flush it
         _stdout, stderr_bytes = process.communicate(timeout=60)
     stderr = stderr_bytes.decode()
     assert process.returncode == 0, stderr[-3000:]
     assert running is not None and running["status"] == "running"
-    assert running["received"] >= 3
+    assert running_seen == [1, 2, 3, 4], running_seen
     found = reports(stderr)
     statuses = [r["status"] for r in found]
     assert statuses.count("running") >= 2, statuses
