@@ -134,3 +134,38 @@ def test_second_demo_run_still_produces_the_file(demo):
     again = _run_demo()
     assert again.returncode == 0, again.stderr[-8000:]
     assert len(_messages(DRY_RUN)) == identified
+
+
+def _old_python() -> str | None:
+    """A Python older than pyproject's 3.10 on this machine (pyenv), if any."""
+    for version in ("3.9", "3.8", "3.7"):
+        found = subprocess.run(
+            ["bash", "-c", f'ls -d "$(pyenv root)"/versions/{version}.*/bin/python{version}'],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if found:
+            return found[-1]
+    return None
+
+
+@pytest.mark.parametrize("script", ["scripts/demo.sh", "scripts/test.sh"])
+def test_scripts_say_plainly_when_the_interpreter_is_too_old(script):
+    old = _old_python()
+    if old is None:
+        pytest.skip("no Python older than 3.10 on this machine (pyenv) to try")
+    result = subprocess.run(
+        ["bash", script],
+        cwd=ROOT,
+        env={**os.environ, "PYTHON": old},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    name = Path(script).name.removesuffix(".sh") if script.endswith("demo.sh") else "test.sh"
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{name}: FAILED: {old} is Python 3."), result.stderr
+    assert "needs Python 3.10 or newer" in first
