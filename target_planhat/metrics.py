@@ -63,17 +63,24 @@ def _plain(value: Any) -> Any:
 
 
 def _first(path: CompiledPath, event: Any) -> Any:
-    """The first non-null match; a matched list gives its first non-null item (as the mapping)."""
+    """The first non-null match; a matched list gives its first non-null item (as the mapping).
+
+    Plain loops, no generator: it runs for every rule on every event.
+    """
     for value in path.values(event):
-        if isinstance(value, list):
-            value = next((item for item in value if item is not None), None)
-        if value is not None:
+        if type(value) is list:
+            for item in value:
+                if item is not None:
+                    return item
+        elif value is not None:
             return value
     return None
 
 
 def _as_id(value: Any) -> str | None:
     """An externalId as Planhat gets it from the mapping: numbers become strings."""
+    if type(value) is str and value:
+        return value if not value[0].isspace() or value.strip() else None
     if isinstance(value, str):
         return value if value.strip() else None
     if isinstance(value, bool):
@@ -126,9 +133,18 @@ def distinct_key(value: Any) -> str | None:
     return text
 
 
+_last_day: list[str] = ["", ""]  # (date[:11], its day): consecutive events share their day
+
+
 def day_of(date: Any) -> str | None:
     """The UTC day (``YYYY-MM-DD``) of an activity's ``date`` (ISO 8601 UTC after the mapping)."""
-    if isinstance(date, str) and _DAY.match(date) and date.endswith("Z"):
+    if type(date) is not str or date[-1:] != "Z":
+        return None
+    head = date[:11]
+    if head == _last_day[0]:
+        return _last_day[1]
+    if _DAY.match(date):
+        _last_day[0], _last_day[1] = head, date[:10]
         return date[:10]
     return None
 

@@ -47,7 +47,7 @@ def test_prune_forgets_old_counted_events_not_distinct_values(
     store = store_backend.open(tmp_path)
     counts = MetricCounts(store)
     counts.commit([("r", "old")], [("r", "2020-01-01", "acme", "u1")])
-    store.execute("UPDATE tp_metric_events SET counted_at = 0")
+    store.execute("UPDATE tp_metric_counted SET counted_at = 0")
     assert MetricCounts(store, ttl_days=7).pruned == 1
     assert counts.counted("r", ["old"]) == set()
     assert counts.distinct_totals("r", "2020-01-01", {"acme": {"u2"}}) == {"acme": 2}
