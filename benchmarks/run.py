@@ -178,6 +178,21 @@ def _expected(events_file: Path) -> int:
     return sum(1 for line in open(events_file, "rb") if b'"user_id":"' in line)
 
 
+def _also(args, events_file, receiver, expected, n, rates, cpu_rates, round_no) -> None:
+    """(a'): target-planhat importing ``target_planhat`` from ``--also``."""
+    if not args.also:
+        return
+    seconds_x, rss_x = run_target(events_file, receiver, expected, args.also)
+    rates["x"].append(n / seconds_x)
+    cpu_rates["x"].append(n / CPU[-1])
+    print(
+        f"round {round_no}: (a') target-planhat, PYTHONPATH={args.also}: "
+        f"{rates['x'][-1]:8,.0f} ev/s (cpu {cpu_rates['x'][-1]:,.0f}, "
+        f"peak RSS {rss_x / 1024:.0f} MB)",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -194,6 +209,11 @@ def main() -> None:
         default=0.0,
         metavar="SECONDS",
         help="the receiver waits this long before answering each POST (default 0)",
+    )
+    parser.add_argument(
+        "--only-target",
+        action="store_true",
+        help="run only (a) (and (a') with --also): e.g. (a) at 100k against (a) at 1M events",
     )
     parser.add_argument(
         "--also",
@@ -226,7 +246,16 @@ def main() -> None:
             rates["a"].append(n / seconds)
             cpu_rates["a"].append(n / CPU[-1])
             rss_a.append(rss)
-            seconds_b, rss_b = run_noop(events_file)
+            if args.only_target:
+                print(
+                    f"round {round_no}: (a) target-planhat {rates['a'][-1]:8,.0f} ev/s "
+                    f"(cpu {cpu_rates['a'][-1]:,.0f}, peak RSS {rss / 1024:.0f} MB)",
+                    flush=True,
+                )
+            seconds_b, rss_b = (0.0, 0) if args.only_target else run_noop(events_file)
+            if args.only_target:
+                _also(args, events_file, receiver, expected, n, rates, cpu_rates, round_no)
+                continue
             rates["b"].append(n / seconds_b)
             cpu_rates["b"].append(n / CPU[-1])
             cpu_start = time.process_time()
@@ -266,6 +295,10 @@ def main() -> None:
                 )
         for label, table in (("wall", rates), ("cpu ", cpu_rates)):
             med = {key: statistics.median(values) for key, values in table.items() if values}
+            if args.only_target:
+                also = f"  (a') {med['x']:,.0f} ev/s  a'/a = {med['x'] / med['a']:.2f}"
+                print(f"medians ({label}): (a) {med['a']:,.0f} ev/s{also if 'x' in med else ''}")
+                continue
             print(
                 f"medians ({label}): (a) {med['a']:,.0f} ev/s  (b) {med['b']:,.0f} ev/s  "
                 f"(c) {med['c']:,.0f} ev/s   a/b = {med['a'] / med['b']:.2f} (goal >= 1.0)  "

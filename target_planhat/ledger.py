@@ -8,12 +8,14 @@ acknowledged, so a replay sends only what Planhat never confirmed. It lives in t
 
 Layout, chosen so the cost stays flat at tens of millions of ids:
 
-- ids are kept as 128-bit BLAKE2b hashes (16 bytes, whatever the id's length): a collision would
-  silently drop a real event, and at 128 bits one among 10^9 ids has a chance of ~10^-21;
+- ids are kept as 128-bit BLAKE2b hashes (two 64-bit integers, whatever the id's length): a
+  collision would silently drop a real event, and at 128 bits one among 10^9 ids has a chance
+  of ~10^-21;
 - one table per tenant and day of acknowledgement, ``tp_ledger_<tenant number>_<UTC day>``, with
-  ``(id PRIMARY KEY, at)``: about 28 bytes per id in SQLite; a lookup probes the few tables of
-  the TTL window by primary key; pruning drops whole days, in time proportional to what it drops
-  (it never scans what it keeps), and one tenant's TTL never prunes another tenant's ids;
+  ``(hi, lo, at)`` keyed by ``(hi, lo)``: under 30 bytes per id in SQLite; a lookup sends the
+  batch once and probes the few tables of the TTL window by primary key; pruning drops whole
+  days, in time proportional to what it drops (it never scans what it keeps), and one tenant's
+  TTL never prunes another tenant's ids;
 - ``tp_tenants`` maps the tenant fingerprint (never the token, see ``store.py``) to its number.
 
 A 0.1.0 ledger file (one ``acked`` table, no tenant) is migrated in place the first time it is
@@ -24,29 +26,40 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+
+import orjson
 
 from target_planhat.errors import StoreError
 from target_planhat.settings import DEFAULT_LEDGER_PATH
 from target_planhat.store import Store, open_path
 
-__all__ = ["DEFAULT_LEDGER_PATH", "Ledger", "id_hash"]
+__all__ = ["DEFAULT_LEDGER_PATH", "Ledger", "id_key"]
 
 logger = logging.getLogger("target_planhat.ledger")
 
 DAY = 86400
-_CHUNK = 999  # SQLite's smallest bound-parameter limit
 _PREFIX = "tp_ledger_"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS tp_tenants (tenant TEXT NOT NULL PRIMARY KEY, n BIGINT NOT NULL)",
 )
 
 
-def id_hash(activity_id: str) -> bytes:
-    """The id as stored: 128 bits of BLAKE2b (any string, lone surrogates included)."""
-    return hashlib.blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+_KEY = struct.Struct(">qq")
+Key = tuple[int, int]  # the id as stored: 128 bits of BLAKE2b as two signed 64-bit integers
+
+
+def id_key(activity_id: str) -> Key:
+    """The id as stored: 128 bits of BLAKE2b (any string, lone surrogates included).
+
+    Two 64-bit integers rather than 16 bytes: the same size on disk, and a batch of them
+    travels as one JSON (SQLite) or array (PostgreSQL) parameter instead of a row at a time.
+    """
+    digest = hashlib.blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=16)
+    return _KEY.unpack(digest.digest())  # type: ignore[return-value]
 
 
 class Ledger:
@@ -60,10 +73,10 @@ class Ledger:
     ) -> None:
         self.store = where if isinstance(where, Store) else open_path(where, tenant_token)
         self._own_store = not isinstance(where, Store)
-        self._recent: dict[str, bytes] = {}
+        self._recent: dict[str, Key] = {}
         store = self.store
-        self._blob = "BYTEA" if store.kind == "postgres" else "BLOB"
-        self._suffix = "" if store.kind == "postgres" else " WITHOUT ROWID"
+        self._pg = store.kind == "postgres"
+        self._suffix = "" if self._pg else " WITHOUT ROWID"
         store.ensure_schema("ledger", _SCHEMA)
         self.number, self.new = self._tenant_number()
         self._prefix = f"{_PREFIX}{self.number}_"
@@ -119,8 +132,8 @@ class Ledger:
         if table not in self._existing:
             self.store.lock(f"ledger:ddl:{self.number}")
             self.store.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (id {self._blob} NOT NULL PRIMARY KEY,"
-                f" at BIGINT NOT NULL){self._suffix}"
+                f"CREATE TABLE IF NOT EXISTS {table} (hi BIGINT NOT NULL, lo BIGINT NOT NULL,"
+                f" at BIGINT NOT NULL, PRIMARY KEY (hi, lo)){self._suffix}"
             )
         return table
 
@@ -135,13 +148,13 @@ class Ledger:
         """The subset of ``ids`` already acknowledged for this tenant."""
         if not ids:
             return set()
-        by_hash = {id_hash(i): i for i in ids}
+        by_key = {id_key(i): i for i in ids}
         # ``record`` usually follows with (a subset of) these ids: hash them once.
-        self._recent = {i: h for h, i in by_hash.items()}
+        self._recent = {i: k for k, i in by_key.items()}
         for attempt in range(3):
             try:
-                found = self._known_hashes(list(by_hash))
-                return {by_hash[h] for h in found}
+                found = self._known_keys(list(by_key))
+                return {by_key[k] for k in found}
             except StoreError:
                 raise
             except Exception as exc:
@@ -149,32 +162,33 @@ class Ledger:
                     raise
         raise AssertionError("unreachable")
 
-    def _known_hashes(self, hashes: list[bytes]) -> set[bytes]:
-        store = self.store
+    def _batch(self, keys: Sequence[Key]) -> tuple[str, tuple[object, ...]]:
+        """The rows ``q(hi, lo)`` of ``keys``: SQL and its parameters, one for the whole batch."""
+        if self._pg:
+            return (
+                "SELECT * FROM unnest(?::bigint[], ?::bigint[]) AS q(hi, lo)",
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            )
+        return (
+            "SELECT json_extract(value, '$[0]') AS hi, json_extract(value, '$[1]') AS lo"
+            " FROM json_each(?)",
+            (orjson.dumps(keys).decode(),),
+        )
+
+    def _known_keys(self, keys: list[Key]) -> set[Key]:
         tables = self._partitions()
         if not tables:
             return set()
-        if store.kind == "postgres":
-            # The batch sent once, probed by primary key in every day's table.
-            union = " UNION ALL ".join(
-                f"SELECT p.id FROM q JOIN {t} AS p USING (id)" for t in tables
-            )
-            rows = store.execute(
-                f"WITH q AS MATERIALIZED (SELECT unnest(?::bytea[]) AS id) {union}", (hashes,)
-            )
-            return {bytes(row[0]) for row in rows}
-        # The batch goes into a temporary table once, then one statement probes every day's
-        # table by primary key: an IN list would be rebuilt (and sorted) for each table.
-        probe = " UNION ALL ".join(
-            f"SELECT p.id FROM temp.tp_probe AS q CROSS JOIN {t} AS p ON p.id = q.id"
+        # The batch is sent once and probed by primary key in every day's table.
+        batch, params = self._batch(keys)
+        # SQLite: CROSS JOIN keeps the batch as the outer loop (a probe per id, never a scan).
+        materialized, join = ("MATERIALIZED ", "JOIN") if self._pg else ("", "CROSS JOIN")
+        union = " UNION ALL ".join(
+            f"SELECT p.hi, p.lo FROM q {join} {t} AS p ON p.hi = q.hi AND p.lo = q.lo"
             for t in tables
         )
-        with store.snapshot():
-            store.execute("DELETE FROM temp.tp_probe")
-            store.executemany("INSERT INTO temp.tp_probe (id) VALUES (?)", [(h,) for h in hashes])
-            rows = store.execute(probe)
-            store.execute("DELETE FROM temp.tp_probe")
-        return {row[0] for row in rows}
+        rows = self.store.execute(f"WITH q AS {materialized}({batch}) {union}", params)
+        return {(int(r[0]), int(r[1])) for r in rows}
 
     def record(self, ids: Iterable[str], at: float | None = None) -> None:
         """Record acknowledged ids in one transaction (committed when this returns).
@@ -184,25 +198,29 @@ class Ledger:
         """
         when = int(time.time() if at is None else at)
         recent = self._recent
-        hashes = list({recent.get(i) or id_hash(i): None for i in ids})
-        if hashes:
-            self._insert(when // DAY, [(h, when) for h in hashes])
+        keys = list({recent.get(i) or id_key(i): None for i in ids})
+        if keys:
+            self._insert(when // DAY, [(*k, when) for k in keys])
 
-    def _insert(self, day: int, rows: Sequence[tuple[bytes, int]]) -> None:
-        """``(hash, at)`` rows acknowledged on ``day``, in one transaction."""
+    def _insert(self, day: int, rows: Sequence[tuple[int, int, int]]) -> None:
+        """``(hi, lo, at)`` rows acknowledged on ``day``, in one transaction."""
         store = self.store
+        if self._pg:
+            select = "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bigint[])"
+            params: tuple[object, ...] = tuple([r[i] for r in rows] for i in range(3))
+        else:
+            select = (
+                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+                " json_extract(value, '$[2]') FROM json_each(?) WHERE true"
+            )
+            params = (orjson.dumps(list(rows)).decode(),)
 
         def work() -> str:
             table = self._ensure_partition(day)
-            sql = f"INSERT INTO {table} (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING"
-            if store.kind == "postgres":
-                store.execute(
-                    f"INSERT INTO {table} (id, at) SELECT * FROM unnest(?::bytea[], ?::bigint[])"
-                    " ON CONFLICT (id) DO NOTHING",
-                    ([r[0] for r in rows], [r[1] for r in rows]),
-                )
-            else:
-                store.executemany(sql, rows)
+            store.execute(
+                f"INSERT INTO {table} (hi, lo, at) {select} ON CONFLICT (hi, lo) DO NOTHING",
+                params,
+            )
             return table
 
         try:
@@ -219,16 +237,14 @@ class Ledger:
 
     def discard(self, ids: Iterable[str]) -> int:
         """Forget these ids (wherever they are); how many were there."""
-        hashes = [id_hash(i) for i in ids]
+        batch, params = self._batch([id_key(i) for i in ids])
+        where = f" WHERE (hi, lo) IN (SELECT hi, lo FROM ({batch}) AS q)"
 
         def work() -> int:
             count = 0
             for table in self._partitions():
-                for start in range(0, len(hashes), _CHUNK):
-                    chunk = hashes[start : start + _CHUNK]
-                    where = f" WHERE id IN ({','.join('?' * len(chunk))})"
-                    count += self._rows(table, where, chunk)
-                    self.store.execute(f"DELETE FROM {table}{where}", chunk)
+                count += self._rows(table, where, params)
+                self.store.execute(f"DELETE FROM {table}{where}", params)
             return count
 
         return self.store.atomic(work)
@@ -300,8 +316,8 @@ class Ledger:
         copied = 0
         for table in source._partitions():
             day = self._day_of(table)
-            for rows in _pages(source.store, f"SELECT id, at FROM {table}", "id"):
-                self._insert(day, [(bytes(r[0]), int(r[1])) for r in rows])
+            for rows in _pages(source.store, f"SELECT hi, lo, at FROM {table}", ("hi", "lo")):
+                self._insert(day, [(int(r[0]), int(r[1]), int(r[2])) for r in rows])
                 copied += len(rows)
         return copied
 
@@ -321,18 +337,13 @@ class Ledger:
             if not store.tables("acked"):
                 return 0  # another process migrated it first
             moved = 0
-            for rows in _pages(store, "SELECT id, acked_at FROM acked", "id"):
-                by_day: dict[int, list[tuple[bytes, int]]] = {}
+            for rows in _pages(store, "SELECT id, acked_at FROM acked", ("id",)):
+                by_day: dict[int, list[tuple[int, int, int]]] = {}
                 for activity_id, acked_at in rows:
                     at = int(acked_at)
-                    by_day.setdefault(at // DAY, []).append((id_hash(str(activity_id)), at))
+                    by_day.setdefault(at // DAY, []).append((*id_key(str(activity_id)), at))
                 for day, items in by_day.items():
-                    table = self._ensure_partition(day)
-                    store.executemany(
-                        f"INSERT INTO {table} (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-                        items,
-                    )
-                    self._existing.add(table)
+                    self._insert(day, items)  # joins this transaction
                     moved += len(items)
             store.execute("DROP TABLE acked")
             return moved
@@ -346,15 +357,21 @@ class Ledger:
         return moved
 
 
-def _pages(store: Store, select: str, key: str, size: int = 10_000) -> Iterator[list[tuple]]:
-    """The rows of ``select`` (whose first column is ``key``) in pages, by key: flat memory."""
-    last: object = None
+def _pages(
+    store: Store, select: str, keys: tuple[str, ...], size: int = 10_000
+) -> Iterator[list[tuple]]:
+    """The rows of ``select`` (its first columns are ``keys``) in pages by key: flat memory."""
+    order = ", ".join(keys)
+    marks = ", ".join("?" * len(keys))
+    last: tuple | None = None
     while True:
         if last is None:
-            rows = store.execute(f"{select} ORDER BY {key} LIMIT {size}")
+            rows = store.execute(f"{select} ORDER BY {order} LIMIT {size}")
         else:
-            rows = store.execute(f"{select} WHERE {key} > ? ORDER BY {key} LIMIT {size}", (last,))
+            rows = store.execute(
+                f"{select} WHERE ({order}) > ({marks}) ORDER BY {order} LIMIT {size}", last
+            )
         if not rows:
             return
         yield rows
-        last = rows[-1][0]
+        last = tuple(rows[-1][: len(keys)])

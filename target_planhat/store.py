@@ -241,9 +241,6 @@ class SQLiteStore(Store):
             # Lookups probe a few large tables at random places: read them through the OS page
             # cache (memory-mapped) instead of copying every page into SQLite's small cache.
             self._db.execute("PRAGMA mmap_size=1073741824")
-            self._db.execute("PRAGMA temp_store=MEMORY")
-            # A batch's ids to look up (ledger.py): per connection, never in the file.
-            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS tp_probe (id BLOB)")
             if hasattr(self._db, "getlimit"):  # Python 3.11+
                 limit = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
                 self.max_params = max(999, min(limit, 32_766))
@@ -273,25 +270,6 @@ class SQLiteStore(Store):
             # IMMEDIATE takes the write lock now (waiting up to the busy timeout): a deferred
             # transaction that reads first fails at once with SQLITE_BUSY when it upgrades.
             self._db.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield
-            except BaseException:
-                self._depth = 0
-                self._db.execute("ROLLBACK")
-                raise
-            self._depth = 0
-            self._db.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """A read transaction (no write lock on the file): one consistent view, and writes to
-        temporary tables without a transaction per row."""
-        with self._lock:
-            if self._depth:
-                yield
-                return
-            self._db.execute("BEGIN DEFERRED")
             self._depth = 1
             try:
                 yield
