@@ -9,17 +9,33 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import os
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from target_planhat import redact
 
+logger = logging.getLogger("target_planhat.rejects")
+
 POLICIES = ("dead_letter", "skip", "fail")
+#: Rejected lines held back (to be checked against what was written before) at most.
+_PENDING_MAX = 1000
+
+
+class WrittenBefore(Protocol):
+    """What remembers the (event id, reason) pairs already written (``rejected_ids.py``)."""
+
+    def known(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]: ...
+
+    def remember(self, pairs: Iterable[tuple[str, str]]) -> None: ...
+
+
 DEFAULT_DEAD_LETTER_PATH = "planhat-rejected.jsonl"
 # A 50 MB record is kept as an excerpt: the dead-letter file must stay readable.
 _MAX_KEPT_BYTES = 64 * 1024
@@ -117,13 +133,33 @@ class DeadLetterFile:
     Buffered, not flushed per line (a flush per line cost 5% of a run with 15% anonymous events):
     :meth:`sync` makes the lines durable before any STATE that covers their records is written,
     so a crash can only lose lines whose records the tap sends again.
+
+    With ``written_before``, a line whose event id and reason were written in an earlier run is
+    not written again; ``on_written_before(reason)`` counts it instead. Such lines wait in memory
+    (at most ``_PENDING_MAX``) and are checked in one query when they are settled (``sync``).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        written_before: WrittenBefore | None = None,
+        on_written_before: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self._handle: Any = None
-        # The sender thread writes rows Planhat refused (metrics) beside the main thread.
-        self._lock = threading.Lock()
+        self._written_before = written_before
+        self._on_written_before = on_written_before
+        self._pending: list[tuple[str | None, str, bytes]] = []  # (event id, reason, line)
+        # The sender thread writes rows Planhat refused (metrics, held) beside the main thread.
+        self._lock = threading.RLock()
+
+    def remember_in(
+        self, written_before: WrittenBefore, on_written_before: Callable[[str], None]
+    ) -> None:
+        """From now on, skip lines written in an earlier run (see the class docstring)."""
+        with self._lock:
+            self._written_before = written_before
+            self._on_written_before = on_written_before
 
     def write(
         self,
@@ -133,14 +169,9 @@ class DeadLetterFile:
         record: Any,
         activity: dict[str, Any] | None,
         line_number: int | None,
+        event_id: str | None = None,
     ) -> None:
-        if self._handle is None:
-            with self._lock:
-                if self._handle is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    # A large buffer: a write per 8 KB default buffer (about 3 lines) cost 10% of
-                    # a run with 15% anonymous events. sync() flushes before every STATE.
-                    self._handle = open(self.path, "ab", buffering=1 << 20)  # noqa: SIM115
+        """One line for a rejected record; ``event_id`` lets a replay of it be recognised."""
         head = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
             "stream": stream,
@@ -157,15 +188,88 @@ class DeadLetterFile:
             + (_kept(activity) if activity is not None else b"null")
             + b"}"
         )
-        self._handle.write(redact.redact_bytes(line) + b"\n")
+        line = redact.redact_bytes(line) + b"\n"
+        with self._lock:
+            if self._written_before is None or (event_id is None and not self._pending):
+                self._write(line)
+                return
+            self._pending.append((event_id, reason, line))  # behind the others: same order
+            if len(self._pending) >= _PENDING_MAX:
+                self._settle_pending()
 
-    def sync(self) -> None:
-        """Before a STATE that covers rejected records, make their lines durable."""
+    def _write(self, line: bytes) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A large buffer: a write per 8 KB default buffer (about 3 lines) cost 10% of a run
+            # with 15% anonymous events. sync() flushes before every STATE.
+            self._handle = open(self.path, "ab", buffering=1 << 20)  # noqa: SIM115
+        self._handle.write(line)
+
+    def _settle_pending(self) -> None:
+        """Write the held-back lines not written before, make them durable, then remember them.
+
+        In that order: a crash between the two writes a line twice on the next replay, never
+        loses one. If the store cannot answer, every line is written (a line too many, never
+        one too few).
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        assert self._written_before is not None
+        pairs = [(event_id, reason) for event_id, reason, _ in pending if event_id is not None]
+        remember = True
+        try:
+            known = self._written_before.known(pairs)
+        except Exception as exc:
+            logger.warning(
+                "dead_letter_path: cannot check rejected events against earlier runs (%s); "
+                "writing all %d lines",
+                redact.redact(str(exc)),
+                len(pending),
+            )
+            known, remember = set(), False
+        new: list[tuple[str, str]] = []
+        for event_id, reason, line in pending:
+            if event_id is None:
+                self._write(line)
+                continue
+            pair = (event_id, reason)
+            if pair in known:
+                if self._on_written_before is not None:
+                    self._on_written_before(reason)
+                continue
+            known.add(pair)  # the same event twice in one run: counted, one line
+            new.append(pair)
+            self._write(line)
+        self._fsync()
+        if remember and new:
+            try:
+                self._written_before.remember(new)
+            except Exception as exc:
+                logger.warning(
+                    "dead_letter_path: cannot remember %d rejected events (%s); a replay "
+                    "writes them again",
+                    len(new),
+                    redact.redact(str(exc)),
+                )
+
+    def _fsync(self) -> None:
         if self._handle is not None:
             self._handle.flush()
             os.fsync(self._handle.fileno())
 
+    def sync(self) -> None:
+        """Before a STATE that covers rejected records, make their lines durable."""
+        with self._lock:
+            if self._pending:
+                self._settle_pending()  # syncs too
+            else:
+                self._fsync()
+
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        with self._lock:
+            if self._pending:
+                self._settle_pending()
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None

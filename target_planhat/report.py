@@ -41,6 +41,8 @@ class DeliveryReport:
         self.filtered: Counter[str] = Counter()
         self.skipped_streams: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        # Rejected again after a replay: counted in `rejected`, not written to the file again.
+        self.rejected_again: Counter[str] = Counter()
         self.shape_problems: Counter[str] = Counter()
         self.actions: Counter[str] = Counter()
         self.send_stats = SendStats()
@@ -75,6 +77,10 @@ class DeliveryReport:
         self.mapped_fields = dict(fields)
         self._scalar_fields = frozenset(fields) - {"info"}
         self._info_mapped = "info" in fields
+
+    def count_rejected_again(self, reason: str) -> None:
+        with self.lock:  # the sender thread may settle dead-letter lines too
+            self.rejected_again[reason] += 1
 
     def count_missing(self, activity: dict[str, Any]) -> None:
         """Per mapped field, one more activity without it (called once per activity)."""
@@ -120,6 +126,7 @@ class DeliveryReport:
             "skipped_streams": dict(self.skipped_streams),
             "rejected": sum(self.rejected.values()),
             "rejected_by": dict(self.rejected.most_common()),
+            "rejected_again": sum(self.rejected_again.values()),
             "duplicates_skipped": self.duplicates_skipped,
             "shape_problems": dict(self.shape_problems),
             "requests": stats.requests,

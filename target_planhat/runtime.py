@@ -20,6 +20,7 @@ from target_planhat.ledger import Ledger
 from target_planhat.metric_counts import MetricCounts
 from target_planhat.metric_delivery import MemoryCounts, MetricDelivery, Seen
 from target_planhat.planhat import PlanhatClient
+from target_planhat.rejected_ids import RejectedIds
 from target_planhat.rejects import DeadLetterFile
 from target_planhat.report import DeliveryReport
 from target_planhat.rollup import combine
@@ -87,6 +88,12 @@ class Runtime:
                 store.close()
                 raise
             self.report.ledger_pruned = self.ledger.pruned
+            if settings.on_invalid_record == "dead_letter":
+                # A replayed event rejected again is counted, not written again.
+                self.dead_letter.remember_in(
+                    RejectedIds(self.ledger.store, settings.ledger_ttl_days),
+                    self.report.count_rejected_again,
+                )
         self.metric_client: PlanhatClient | None = None
         self.metric_store: Store | None = None
         self.metrics: MetricDelivery | None = None

@@ -6,6 +6,7 @@ that lets the target write STATE only for what Planhat acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -228,7 +229,7 @@ class PlanhatSink(BatchSink):
             if runtime.secret and runtime.secret in body:
                 raise InvalidActivity("contains_secret", "the activity holds the tenant token")
         except InvalidActivity as exc:
-            self._reject(record, activity, exc)
+            self._reject(record, activity, exc, event)
             return
         key = self._dedupe_id(event, body)
         items = context.get("items")
@@ -269,7 +270,9 @@ class PlanhatSink(BatchSink):
                     return str(value)
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
-    def _reject(self, record: dict, activity: dict, exc: InvalidActivity) -> None:
+    def _reject(
+        self, record: dict, activity: dict, exc: InvalidActivity, event: dict | None = None
+    ) -> None:
         runtime = self._runtime
         runtime.report.rejected[exc.reason] += 1
         policy = runtime.settings.on_invalid_record
@@ -280,9 +283,20 @@ class PlanhatSink(BatchSink):
                 f"{exc} (on_invalid_record=fail)"
             )
         if policy == "dead_letter":
+            event_id = None
+            # An event orjson cannot hash is not recognisable on a replay: written each time.
+            if event is not None:
+                with contextlib.suppress(TypeError, orjson.JSONEncodeError):
+                    event_id = self._event_id(event)
             with runtime.guard.critical():
                 runtime.dead_letter.write(
-                    self.stream_name, exc.reason, exc.detail, record, activity, runtime.line_number
+                    self.stream_name,
+                    exc.reason,
+                    exc.detail,
+                    record,
+                    activity,
+                    runtime.line_number,
+                    event_id,
                 )
 
     def _after_process_record(self, context: dict) -> None:

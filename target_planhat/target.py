@@ -357,6 +357,7 @@ class TargetPlanhat(Target):
         super().process_endofpipe()
         runtime = self._rt
         runtime.sender.wait()  # drain_all() waits only when there is a STATE to write
+        runtime.dead_letter.sync()  # settles lines held back, so the report counts them
         runtime.report.warn_if_nothing_delivered()
         runtime.report.warn_missing_fields()
         if runtime.ledger is not None:

@@ -300,3 +300,23 @@ def test_a_rerun_that_skips_most_as_delivered_says_how_to_resend(tmp_path):
     ) in hint[0]
     assert "target-planhat --config FILE --forget-delivered" in hint[0]
     assert TOKEN not in again.stderr
+
+
+def test_a_replayed_event_rejected_again_is_counted_not_dead_lettered_again(tmp_path):
+    records = [event(n) for n in range(1, 4)] + [event(n, user=None) for n in range(4, 7)]
+    dead_letter = tmp_path / "rejected.jsonl"
+    with PlanhatReceiver() as planhat:
+        first = run_target(_live(tmp_path, planhat), singer_lines(records), tmp_path)
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert len(dead_letter.read_text().splitlines()) == 3
+        again = run_target(_live(tmp_path, planhat), singer_lines(records), tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert again.report["rejected_by"] == {"no_identifier": 3}
+        assert again.report["rejected_again"] == 3
+        assert len(dead_letter.read_text().splitlines()) == 3, "written again"
+        # Another tenant sharing the ledger file has its own memory.
+        other = base_config(tmp_path, tenant_token="tok-OTHER-77", api_url=planhat.url)
+        third = run_target(other, singer_lines(records), tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.report["rejected_again"] == 0
+    assert len(dead_letter.read_text().splitlines()) == 6

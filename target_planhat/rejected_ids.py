@@ -1,0 +1,92 @@
+"""Which rejected events are already in the dead-letter file: (event id, reason), per tenant.
+
+A replay (Meltano resumes from the last STATE, or a tap re-exports a day) brings the same invalid
+events again; appending them to the dead-letter file each time makes it grow with every replay
+and hides what is new. The dead-letter file remembers nothing, so the store does: a replayed
+event rejected for the same reason is counted (``rejected_again``) and not written again.
+
+Ids are kept as hex hashes (fixed size, any text), with the reason and when they were first
+written; they are pruned after ``ledger_ttl_days`` like the ledger, whose replay window they
+share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Sequence
+
+from target_planhat.store import Store
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tp_rejected (tenant TEXT NOT NULL, id TEXT NOT NULL,"
+    " reason TEXT NOT NULL, rejected_at BIGINT NOT NULL, PRIMARY KEY (tenant, id, reason))",
+    "CREATE INDEX IF NOT EXISTS tp_rejected_at ON tp_rejected (tenant, rejected_at)",
+)
+
+Pair = tuple[str, str]  # (event id, reason)
+
+
+def _hash(event_id: str) -> str:
+    return hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class RejectedIds:
+    """The (event id, reason) pairs this tenant's dead-letter lines were written for."""
+
+    def __init__(self, store: Store, ttl_days: float = 7.0) -> None:
+        self.store = store
+        store.ensure_schema("rejected", SCHEMA)
+        self.pruned = self.prune(ttl_days)
+
+    def prune(self, ttl_days: float) -> int:
+        cutoff = int(time.time() - ttl_days * 86400)
+        store = self.store
+
+        def work() -> int:
+            rows = store.execute(
+                "SELECT COUNT(*) FROM tp_rejected WHERE tenant = ? AND rejected_at < ?",
+                (store.tenant, cutoff),
+            )
+            store.execute(
+                "DELETE FROM tp_rejected WHERE tenant = ? AND rejected_at < ?",
+                (store.tenant, cutoff),
+            )
+            return int(rows[0][0])
+
+        return store.atomic(work)
+
+    def known(self, pairs: Sequence[Pair]) -> set[Pair]:
+        """Those of ``pairs`` already written to the dead-letter file."""
+        store = self.store
+        by_hash: dict[str, list[Pair]] = {}
+        for pair in pairs:
+            by_hash.setdefault(_hash(pair[0]), []).append(pair)
+        hashes = list(by_hash)
+        found: set[Pair] = set()
+        step = max(1, store.max_params - 1)
+        for start in range(0, len(hashes), step):
+            chunk = hashes[start : start + step]
+            marks = ", ".join("?" * len(chunk))
+            rows = store.execute(
+                f"SELECT id, reason FROM tp_rejected WHERE tenant = ? AND id IN ({marks})",
+                (store.tenant, *chunk),
+            )
+            for hashed, reason in rows:
+                found.update(pair for pair in by_hash.get(hashed, ()) if pair[1] == reason)
+        return found
+
+    def remember(self, pairs: Iterable[Pair]) -> None:
+        """Record pairs whose dead-letter lines are durable (synced) now."""
+        store = self.store
+        now = int(time.time())
+        rows = [(store.tenant, _hash(event_id), reason, now) for event_id, reason in pairs]
+        if not rows:
+            return
+        store.atomic(
+            lambda: store.executemany(
+                "INSERT INTO tp_rejected (tenant, id, reason, rejected_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant, id, reason) DO NOTHING",
+                rows,
+            )
+        )

@@ -1,0 +1,67 @@
+"""RejectedIds: the (event id, reason) pairs already dead-lettered, per tenant, in both stores."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from target_planhat.rejected_ids import RejectedIds
+from tests.support.postgres import StoreBackend
+
+
+def test_remembered_pairs_are_known_for_the_same_reason_only(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    store = store_backend.open(tmp_path)
+    try:
+        ids = RejectedIds(store)
+        assert ids.known([("a", "no_identifier")]) == set()
+        ids.remember([("a", "no_identifier"), ("b\ud800", "bad_date"), ("a", "no_identifier")])
+        asked = [("a", "no_identifier"), ("a", "bad_date"), ("b\ud800", "bad_date"), ("c", "x")]
+        assert ids.known(asked) == {("a", "no_identifier"), ("b\ud800", "bad_date")}
+        ids.remember([("a", "no_identifier")])  # again: no error, no second row
+        assert store.execute("SELECT COUNT(*) FROM tp_rejected")[0][0] == 2
+    finally:
+        store.close()
+
+
+def test_each_tenant_has_its_own_pairs(store_backend: StoreBackend, tmp_path: Path) -> None:
+    first = store_backend.open(tmp_path, tenant_token="tenant-one-1")
+    second = store_backend.open(tmp_path, tenant_token="tenant-two-2")
+    try:
+        RejectedIds(first).remember([("a", "no_identifier")])
+        assert RejectedIds(first).known([("a", "no_identifier")]) == {("a", "no_identifier")}
+        assert RejectedIds(second).known([("a", "no_identifier")]) == set()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_many_ids_are_asked_in_chunks(store_backend: StoreBackend, tmp_path: Path) -> None:
+    store = store_backend.open(tmp_path)
+    try:
+        ids = RejectedIds(store)
+        pairs = [(f"id-{n}", "no_identifier") for n in range(store.max_params * 2 + 5)]
+        ids.remember(pairs[::2])
+        assert ids.known(pairs) == set(pairs[::2])
+    finally:
+        store.close()
+
+
+def test_pairs_older_than_the_ttl_are_pruned(store_backend: StoreBackend, tmp_path: Path) -> None:
+    store = store_backend.open(tmp_path)
+    try:
+        ids = RejectedIds(store)
+        ids.remember([("old", "no_identifier"), ("new", "no_identifier")])
+        old = int(time.time()) - 8 * 86400
+        store.execute(
+            "UPDATE tp_rejected SET rejected_at = ? WHERE tenant = ?", (old, store.tenant)
+        )
+        ids.remember([("new2", "no_identifier")])
+        again = RejectedIds(store, ttl_days=7)
+        assert again.pruned == 2
+        assert again.known([("old", "no_identifier"), ("new2", "no_identifier")]) == {
+            ("new2", "no_identifier")
+        }
+    finally:
+        store.close()
