@@ -70,6 +70,7 @@ class DeliveryReport:
         self.missing_fields: Counter[str] = Counter()
         self._scalar_fields: frozenset[str] = frozenset()
         self._info_mapped = False
+        self._full_size = 0
         self.mapped_fields: dict[str, str] = {}
 
     def set_mapped_fields(self, fields: dict[str, str]) -> None:
@@ -77,6 +78,7 @@ class DeliveryReport:
         self.mapped_fields = dict(fields)
         self._scalar_fields = frozenset(fields) - {"info"}
         self._info_mapped = "info" in fields
+        self._full_size = len(fields)
 
     def count_rejected_again(self, reason: str) -> None:
         with self.lock:  # the sender thread may settle dead-letter lines too
@@ -85,9 +87,12 @@ class DeliveryReport:
     def count_missing(self, activity: dict[str, Any]) -> None:
         """Per mapped field, one more activity without it (called once per activity)."""
         self.activities += 1
-        missing = self._scalar_fields - activity.keys()
-        if missing:
-            self.missing_fields.update(missing)
+        # Per record: the mapping only ever adds its own fields, so a full-size activity lacks
+        # none of them and the set difference is skipped.
+        if len(activity) < self._full_size:
+            missing = self._scalar_fields - activity.keys()
+            if missing:
+                self.missing_fields.update(missing)
         if self._info_mapped and not activity.get("info"):
             self.missing_fields["info"] += 1
 
