@@ -90,9 +90,9 @@ class DeliveryReport:
         # Per record: the mapping only ever adds its own fields, so a full-size activity lacks
         # none of them and the set difference is skipped.
         if len(activity) < self._full_size:
-            missing = self._scalar_fields - activity.keys()
-            if missing:
-                self.missing_fields.update(missing)
+            counts = self.missing_fields
+            for field in self._scalar_fields - activity.keys():
+                counts[field] += 1  # Counter.update(set) costs ~10x more
         if self._info_mapped and not activity.get("info"):
             self.missing_fields["info"] += 1
 
