@@ -159,7 +159,11 @@ def test_dry_run_writes_what_http_sends(tmp_path: Path) -> None:
         config = http_config(live_dir, planhat, event_filters=FILTERS)
         live = run_target(config, FIXTURE, live_dir)
     assert live.returncode == 0, live.stderr
-    dry = run_target(base_config(dry_dir, dry_run=True, event_filters=FILTERS), FIXTURE, dry_dir)
+    # dry_run_writes_state: a dry run writes no STATE unless asked; asked, it writes the same.
+    dry_config = base_config(
+        dry_dir, dry_run=True, dry_run_writes_state=True, event_filters=FILTERS
+    )
+    dry = run_target(dry_config, FIXTURE, dry_dir)
     assert dry.returncode == 0, dry.stderr
     written = (dry_dir / "dry-run.jsonl").read_bytes().splitlines()
     sent = [body for r in planhat.requests() for body in _split_array(r.body)]
