@@ -109,9 +109,12 @@ class Runtime:
         if self.dry_run_file is not None:
             counts = MemoryCounts()
         else:
-            self.metric_store = open_store(settings)
-            self.metric_store.sleep = self.guard.sleep
-            counts = MetricCounts(self.metric_store, settings.ledger_ttl_days)
+            if self.ledger is not None:
+                store = self.ledger.store  # one connection for the ledger and the counts
+            else:
+                store = self.metric_store = open_store(settings)
+                store.sleep = self.guard.sleep
+            counts = MetricCounts(store, settings.ledger_ttl_days)
             self.metric_client = PlanhatClient(
                 settings.api_url,
                 settings.tenant_token,
@@ -304,6 +307,7 @@ class Runtime:
             self.metric_client,
             self.dry_run_file,
             self.ledger,
+            self.ledger.store if self.ledger is not None else None,  # opened here, not by Ledger
             self.metric_store,
             self.dead_letter,
         )
