@@ -181,13 +181,24 @@ class Ledger:
             return set()
         # The batch is sent once and probed by primary key in every day's table.
         batch, params = self._batch(keys)
-        # SQLite: CROSS JOIN keeps the batch as the outer loop (a probe per id, never a scan).
-        materialized, join = ("MATERIALIZED ", "JOIN") if self._pg else ("", "CROSS JOIN")
-        union = " UNION ALL ".join(
-            f"SELECT p.hi, p.lo FROM q {join} {t} AS p ON p.hi = q.hi AND p.lo = q.lo"
-            for t in tables
-        )
-        rows = self.store.execute(f"WITH q AS {materialized}({batch}) {union}", params)
+        # A probe by primary key per id, never a scan of a table (its cost would grow with the
+        # ledger): SQLite's CROSS JOIN keeps the batch as the outer loop; PostgreSQL, once it
+        # has statistics, would hash-join a whole day's table, and a LATERAL ... LIMIT 1 it
+        # cannot flatten keeps it to index probes.
+        if self._pg:
+            union = " UNION ALL ".join(
+                f"SELECT p.hi, p.lo FROM q CROSS JOIN LATERAL (SELECT hi, lo FROM {t}"
+                " WHERE hi = q.hi AND lo = q.lo LIMIT 1) AS p"
+                for t in tables
+            )
+            sql = f"WITH q AS MATERIALIZED ({batch}) {union}"
+        else:
+            union = " UNION ALL ".join(
+                f"SELECT p.hi, p.lo FROM q CROSS JOIN {t} AS p ON p.hi = q.hi AND p.lo = q.lo"
+                for t in tables
+            )
+            sql = f"WITH q AS ({batch}) {union}"
+        rows = self.store.execute(sql, params)
         return {(int(r[0]), int(r[1])) for r in rows}
 
     def record(self, ids: Iterable[str], at: float | None = None) -> None:
