@@ -9,3 +9,29 @@ class StoreError(RuntimeError):
     The message names the store's location (password masked) and says what the failure means
     for the run; callers add what was being recorded.
     """
+
+
+class PathError(ValueError):
+    """A JSONPath that does not parse; the message names the expression.
+
+    Raised by paths.py; mapping, filters and settings turn it into their own setting's error.
+    """
+
+
+class MappingError(ValueError):
+    """A mapping setting that cannot work; the message names the setting (mapping.py)."""
+
+
+class FilterError(ValueError):
+    """An ``event_filters`` (or other glob/condition) setting that cannot work; the message
+    names the setting (filters.py)."""
+
+
+class InvalidActivity(ValueError):
+    """An activity Planhat would drop or mangle (validate.py). ``reason`` is a stable code for
+    reports; the batch turns it into a dead-letter line, a count or a stop."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

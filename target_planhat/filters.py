@@ -13,12 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from target_planhat.paths import CompiledPath, PathError
-
-
-class FilterError(ValueError):
-    """An ``event_filters`` setting that cannot work; the message names the setting."""
-
+from target_planhat.errors import FilterError, PathError
+from target_planhat.paths import CompiledPath
 
 logger = logging.getLogger("target_planhat.filters")
 # "[Amplitude]" in a glob is a character class, almost surely meant as literal text.

@@ -12,13 +12,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from target_planhat.errors import MappingError, PathError
 from target_planhat.filters import warn_word_classes
-from target_planhat.paths import CompiledPath, PathError
-
-
-class MappingError(ValueError):
-    """A mapping setting that cannot work; the message names the setting."""
-
+from target_planhat.paths import CompiledPath
 
 STRING_FIELDS = (
     "externalId",

@@ -15,9 +15,9 @@ from typing import Any
 from jsonpath_ng import jsonpath as jp
 from jsonpath_ng.ext.parser import parse as _parse
 
+from target_planhat.errors import PathError
 
-class PathError(ValueError):
-    """A JSONPath that does not parse; the message names the expression."""
+__all__ = ["CompiledPath", "PathError", "Step"]
 
 
 Step = str | int

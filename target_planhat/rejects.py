@@ -115,13 +115,14 @@ def _kept(value: Any) -> bytes:
     )
 
 
-def describe(record: Any, key_fields: tuple[str, ...] = ("$insert_id", "insert_id", "uuid")) -> str:
+# What names a record in a message, by preference: its ids, then what it is about.
+_HANDLES = ("$insert_id", "insert_id", "uuid", "event_id", "user_id", "event_type")
+
+
+def describe(record: Any) -> str:
     """A short handle for a record in messages: its id when it has one."""
     if isinstance(record, dict):
-        for key in key_fields:
-            if record.get(key) not in (None, ""):
-                return f"{key}={str(record[key])[:80]}"
-        for key in ("event_id", "user_id", "event_type"):
+        for key in _HANDLES:
             if record.get(key) not in (None, ""):
                 return f"{key}={str(record[key])[:80]}"
     return "without id"

@@ -1,6 +1,6 @@
 """Every Amplitude tap's record shape, turned into Amplitude's canonical Export-API event.
 
-The public Amplitude taps emit the same event very differently (see ``amplitude-taps.md``):
+The public Amplitude taps emit the same event very differently:
 
 * Airbyte ``source-amplitude`` (via tap-airbyte-wrapper), graet / hotglue SDK taps: lower-case
   keys, property bags as objects, RFC 3339 times (``...+00:00``);
@@ -11,11 +11,14 @@ The public Amplitude taps emit the same event very differently (see ``amplitude-
   (``EVENT_TYPE``, ``$INSERT_ID``), bags as JSON text, every NUMBER column as a float;
 * raw Export-API lines: ``2020-02-15 01:00:00.123456`` times.
 
-By the time the target's sink sees a record, the Singer SDK has already parsed ``format:
-date-time`` strings into ``datetime`` objects and may hand JSON numbers over as ``Decimal``.
+Records reach the sink with times as the tap wrote them (sinks.py skips the SDK's timestamp
+parsing; times are normalised here), but a ``datetime`` or a ``Decimal`` can still arrive (from
+stream maps, or another reader), so both are handled.
 
 :func:`to_canonical` maps all of them onto one form, so mapping JSONPaths such as
-``$.event_properties.plan`` or ``$.groups.company`` work whatever tap produced the record:
+``$.event_properties.plan`` or ``$.groups.company`` work whatever tap produced the record. What
+each field becomes is written once (``_CONVERT``, :func:`_steps`, :func:`_fill_insert_id`) and
+used by every path, all fields or only the read ones (:class:`Canonicalizer`):
 
 * top-level keys are lower-cased (``EVENT_TYPE`` -> ``event_type``, ``$INSERT_ID`` ->
   ``$insert_id``); unknown columns are kept, lower-cased too. If a record carries the same name
@@ -48,10 +51,9 @@ not mutate them in place. Bags parsed from text are fresh objects every call. A 
 holding ``nan``/``inf`` is not a literal and is reported unparsed. Strings are passed through as
 they are (lone surrogates included: the encoder decides).
 
-Speed (per record, ~45 fields, benchmarks/shape_cost.py): ~5 us for object-bag shapes, ~8 us for
-the Snowflake shape, ~15 us for Python-repr bags (the usual form is translated to JSON for orjson;
-the rest goes to ``ast.literal_eval`` at ~10-20 us a bag). :class:`Canonicalizer`, which the
-target runs, converts only the fields that are read: ~1 / ~3.5 / ~11 us.
+Python-repr bags in the usual form are translated to JSON for orjson; the rest go to
+``ast.literal_eval``, several times slower. :class:`Canonicalizer`, which the target runs,
+converts only the fields that are read. Costs per tap shape: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations

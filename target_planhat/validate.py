@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from target_planhat.dates import to_iso_utc
+from target_planhat.errors import InvalidActivity
 
 DEFAULT_MAX_EVENT_BYTES = 1_000_000
 
@@ -24,15 +25,6 @@ _STR_KEY_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 _MISSING = object()
 _isfinite = math.isfinite
 _fromisoformat = dt.datetime.fromisoformat
-
-
-class InvalidActivity(ValueError):
-    """An activity Planhat would drop or mangle. ``reason`` is a stable code for reports."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def _default(value: Any) -> Any:

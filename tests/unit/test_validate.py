@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from target_planhat.validate import DEFAULT_MAX_EVENT_BYTES, InvalidActivity, encode_activity
-from tests.unit.test_dates import canonical_texts, reference_to_iso_utc, time_values
+from tests.support.dates_reference import canonical_texts, reference_to_iso_utc, time_values
 
 
 def activity(**fields: Any) -> dict[str, Any]:
