@@ -1,8 +1,8 @@
 """Build one Planhat activity from one canonical Amplitude event, with JSONPath mappings.
 
 The mapping is compiled once at start-up so a bad path or an unknown field fails before any input
-is read, and so nothing is parsed per record: down to a ``build`` function specialised for it by
-closures.
+is read, and so nothing is parsed per record: down to a ``build`` function written for it
+(through codegen.py, which never lets setting text into the source).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from target_planhat.codegen import Source
 from target_planhat.errors import MappingError, PathError
 from target_planhat.filters import warn_word_classes
 from target_planhat.paths import CompiledPath
@@ -110,9 +111,9 @@ class ActivityMapper:
     """Compiled ``mapping`` plus property selection: ``build(event) -> activity``.
 
     ``build`` returns the activity; fields whose path matches nothing (or null) are left out. It
-    runs once per record, so everything that is the same for every record is decided once, at
-    start-up (see ``_builder``), and ``build`` is set per instance; ``tests/unit/test_mapping.py``
-    holds it to the plain algorithm, one loop over the compiled paths.
+    runs once per record, so it is Python written and compiled for this mapping at start-up
+    (see ``_builder``), set per instance; ``tests/unit/test_mapping.py`` holds it to the plain
+    algorithm, one loop over the compiled paths.
     """
 
     build: Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -197,155 +198,157 @@ class ActivityMapper:
         self._info_list = sources
 
     def _builder(self, dict_events: bool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-        """``build`` for this mapping, specialised by closures (no generated source).
+        """Write ``build`` for this mapping as straight-line Python and compile it.
 
-        What is the same for every record is decided here: which paths are read in place
-        (``dict_events``: one- and two-key plain paths, nearly all mapping paths, read with
-        ``dict.get``; every other path goes through ``CompiledPath.values``, as does every path
-        of an event that is no dict, since plain paths walk only dicts), which keys of an
-        ``info`` object the property selection keeps, and how each ``info`` source names keys.
+        A loop over compiled paths (or closures) costs a call, a tuple and a few checks per
+        field on every record; code written for this mapping does only what it needs (about
+        1.2-1.6x faster, ``benchmarks/README.md``). ``dict_events`` code reads one- and two-key
+        plain paths (nearly all mapping paths) with ``dict.get`` in place and hands every other
+        path to ``CompiledPath.values``. Events that are not dicts get code that sends every
+        path there, as plain paths only walk dicts. Written through :mod:`target_planhat.codegen`:
+        keys, field names, prefixes and paths are bound, never written into the source.
         """
+        out = _Writer()
+        # The selection is compiled in too: `properties` is read here, not per record.
         keeps = None if self.properties.selects_all else self.properties.keeps
-        scalars = tuple(
-            (field, *_fetch(path, dict_events), field in STRING_FIELDS)
-            for field, path in self._scalars
-        )
-        info_keys = None
+        if dict_events:
+            with out.block("if not isinstance(event, dict):"):
+                out.line(f"return {out.bind(self._builder(dict_events=False))}(event)")
+        out.line("activity = {}")
+        for field, path in self._scalars:
+            out.scalar(field, path, field in STRING_FIELDS, inline=dict_events)
         if self._info_keys is not None:
-            info_keys = tuple(
-                (key, *_fetch(path, dict_events))
-                for key, path in self._info_keys
-                if keeps is None or keeps(key)
-            )
-        sources = None
-        if self._info_list is not None:
-            sources = tuple(
-                (*_fetch(source.path, dict_events), _merger(source, keeps))
-                for source in self._info_list
-            )
-        build_any = self._builder(dict_events=False) if dict_events else None
-
-        def build(event: Mapping[str, Any]) -> dict[str, Any]:
-            if build_any is not None and not isinstance(event, dict):
-                return build_any(event)
-            activity: dict[str, Any] = {}
-            for field, first, second, path, as_string in scalars:
-                if first is None:
-                    value = _first(path, event)
-                else:
-                    value = event.get(first)
-                    if second is not None:
-                        value = value.get(second) if isinstance(value, dict) else None
-                    if type(value) is str:  # the usual: no further checks
-                        activity[field] = value
-                        continue
-                    if isinstance(value, list):  # one match: its first non-None item
-                        if value and value[0] is not None:
-                            value = value[0]
-                        else:
-                            value = next((item for item in value if item is not None), None)
-                if value is not None:
-                    if (
-                        as_string
-                        and type(value) is not str
-                        and isinstance(value, (int, float))
-                        and not isinstance(value, bool)
-                    ):
-                        value = str(value)  # numeric user ids: Planhat ids are strings
-                    activity[field] = value
-            if info_keys is not None:
-                info: dict[Any, Any] = {}
-                for key, first, second, path in info_keys:
-                    if first is None:  # the first match as it is (no list rule)
-                        found = path.values(event)
-                        value = found[0] if found else None
-                    else:
-                        value = event.get(first)
-                        if second is not None:
-                            value = value.get(second) if isinstance(value, dict) else None
-                    if value is not None:
-                        info[key] = value
-                activity["info"] = info
-            elif sources is not None:
-                info = {}
-                for first, second, path, merge in sources:
-                    if first is None:
-                        for value in path.values(event):
-                            merge(value, info)
-                    else:
-                        value = event.get(first)
-                        if second is not None:
-                            value = value.get(second) if isinstance(value, dict) else None
-                        merge(value, info)
-                activity["info"] = info
-            return activity
-
+            out.line("info = {}")
+            for key, path in self._info_keys:
+                if keeps is None or keeps(key):  # the same for every record: decided here
+                    out.info_key(key, path, inline=dict_events)
+            out.line(f"activity[{out.bind('info')}] = info")
+        elif self._info_list is not None:
+            out.line("info = {}")
+            for source in self._info_list:
+                out.info_source(source, keeps, inline=dict_events)
+            out.line(f"activity[{out.bind('info')}] = info")
+        out.line("return activity")
+        build: Callable[[Mapping[str, Any]], dict[str, Any]] = out.function()
         return build
 
 
-def _fetch(path: CompiledPath, in_place: bool) -> tuple[Any, Any, CompiledPath]:
-    """``(first key, second key or None, path)`` for a path read in place with ``dict.get``,
-    else ``(None, None, path)``: only one- and two-key plain paths are, and only in dicts."""
-    steps = path.plain_steps
-    if in_place and steps and len(steps) <= 2 and all(type(step) is str for step in steps):
-        return steps[0], steps[1] if len(steps) == 2 else None, path
-    return None, None, path
+# Words the fragments below use besides keywords and bound names.
+_WORDS = (
+    "activity",
+    "event",
+    "value",
+    "info",
+    "key",
+    "item",
+    "name",
+    "get",
+    "update",
+    "items",
+    "isinstance",
+    "type",
+    "dict",
+    "list",
+    "str",
+    "int",
+    "float",
+    "bool",
+    "KeyError",
+)
 
 
-_Merge = Callable[[Any, dict[Any, Any]], None]
+class _Writer(Source):
+    """The source of one specialised ``build(event)`` (see :meth:`ActivityMapper._builder`)."""
 
+    def __init__(self) -> None:
+        super().__init__("build", ("event",), _WORDS, {"_first": _first})
 
-def _merger(source: _InfoSource, keeps: Callable[[str], bool] | None) -> _Merge:
-    """``merge(value, info)`` for one match of ``source``: an object's keys go into ``info``
-    (later keys win), prefixed and selected; anything else (a bag that did not parse) is kept
-    under the source's own name; null is left out."""
-    prefix = source.prefix
-    own = prefix + source.name if prefix else source.name
-    keep_own = keeps is None or keeps(own)
-    if not prefix and keeps is None:
+    def fetch(self, path: CompiledPath, inline: bool) -> bool:
+        """Set ``value`` to a plain path's match, or None; False if the path is not inlined."""
+        steps = path.plain_steps
+        if not inline or steps is None or not 1 <= len(steps) <= 2:
+            return False
+        if not all(type(step) is str for step in steps):
+            return False
+        self.line(f"value = event.get({self.bind(steps[0])})")
+        if len(steps) == 2:
+            second = self.bind(steps[1])
+            self.line(f"value = value.get({second}) if isinstance(value, dict) else None")
+        return True
 
-        def merge_as_is(value: Any, info: dict[Any, Any]) -> None:
-            if isinstance(value, dict):
-                info.update(value)
-            elif value is not None and keep_own:
-                info[own] = value
+    def scalar(self, field: str, path: CompiledPath, as_string: bool, inline: bool) -> None:
+        """``activity[field]``: the first non-null match; a list gives its first non-None item."""
+        target = f"activity[{self.bind(field)}]"
+        if not self.fetch(path, inline):
+            self.line(f"value = _first({self.bind(path)}, event)")
+            self._store_scalar(target, as_string)
+            return
+        # One match, so no loop over matches; a str (the usual) needs no further checks.
+        with self.block("if value is not None:"):
+            with self.block("if type(value) is str:"):
+                self.line(f"{target} = value")
+            with self.block("else:"):
+                # A list gives its first non-None item: nearly always the first one.
+                with self.block("if type(value) is list and value and value[0] is not None:"):
+                    self.line("value = value[0]")
+                with self.block("elif isinstance(value, list):"):
+                    with self.block("for item in value:"), self.block("if item is not None:"):
+                        self.line("value = item")
+                        self.line("break")
+                    with self.block("else:"):
+                        self.line("value = None")
+                self._store_scalar(target, as_string)
 
-        return merge_as_is
+    def _store_scalar(self, target: str, as_string: bool) -> None:
+        with self.block("if value is not None:"):
+            if as_string:  # numeric user ids: Planhat ids are strings
+                with self.block(
+                    "if type(value) is not str and isinstance(value, (int, float))"
+                    " and not isinstance(value, bool):"
+                ):
+                    self.line("value = str(value)")
+            self.line(f"{target} = value")
 
-    names: dict[str, str | None] = {}
-    namer = _namer(prefix, keeps, names)
+    def info_key(self, key: str, path: CompiledPath, inline: bool) -> None:
+        """``info[key]``: the first match as it is (no list rule), if not null."""
+        if not self.fetch(path, inline):
+            self.line(f"value = {self.bind(path.values)}(event)")
+            self.line("value = value[0] if value else None")
+        with self.block("if value is not None:"):
+            self.line(f"info[{self.bind(key)}] = value")
 
-    def merge_one_by_one(value: dict[Any, Any], info: dict[Any, Any]) -> None:
-        for key, item in value.items():
-            try:
-                name = names[key]
-            except KeyError:
-                name = namer(key)
-            if name is not None:
-                info[name] = item
+    def info_source(
+        self, source: _InfoSource, keeps: Callable[[str], bool] | None, inline: bool
+    ) -> None:
+        """Merge each match of ``source`` into ``info``: objects key by key, later keys win."""
+        if self.fetch(source.path, inline):
+            self._merge(source, keeps)
+        else:
+            with self.block(f"for value in {self.bind(source.path.values)}(event):"):
+                self._merge(source, keeps)
 
-    if keeps is None:  # every key kept: no name is None
-
-        def merge_named(value: Any, info: dict[Any, Any]) -> None:
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    try:
-                        name = names[key]
-                    except KeyError:
-                        name = namer(key)
-                    info[name] = item
-            elif value is not None:
-                info[own] = value
-
-        return merge_named
-
-    def merge_selected(value: Any, info: dict[Any, Any]) -> None:
-        if isinstance(value, dict):
-            merge_one_by_one(value, info)
-        elif value is not None and keep_own:
-            info[own] = value
-
-    return merge_selected
+    def _merge(self, source: _InfoSource, keeps: Callable[[str], bool] | None) -> None:
+        with self.block("if isinstance(value, dict):"):
+            if not source.prefix and keeps is None:
+                self.line("info.update(value)")
+            else:
+                names: dict[str, str | None] = {}
+                namer = _namer(source.prefix, keeps, names)
+                with self.block("for key, item in value.items():"):
+                    with self.block("try:"):
+                        self.line(f"name = {self.bind(names)}[key]")
+                    with self.block("except KeyError:"):
+                        self.line(f"name = {self.bind(namer)}(key)")
+                    if keeps is None:
+                        self.line("info[name] = item")
+                    else:
+                        with self.block("if name is not None:"):
+                            self.line("info[name] = item")
+        # Not an object (a bag that did not parse): kept under its own name.
+        own = source.prefix + source.name if source.prefix else source.name
+        if keeps is None or keeps(own):
+            with self.block("elif value is not None:"):
+                self.line(f"info[{self.bind(own)}] = value")
 
 
 def _namer(

@@ -1,8 +1,9 @@
 """The one code generator: no config or record text ever becomes source.
 
-Tested here once, for every user of the generator: hostile text as keys, field names and values
-goes through the generated code and gives what the plain version gives, and nothing it holds is
-ever run. Only codegen.py may compile source at all.
+Tested here once, for every user of the generator (shapes' compiled plans, the mapping's
+``build``): hostile text as keys, field names, prefixes, paths and values goes through the
+generated code and gives what the plain version gives, and nothing it holds is ever run. Only
+codegen.py may compile source at all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from hypothesis import strategies as st
 
 from target_planhat import shapes
 from target_planhat.codegen import Source, SourceError
+from target_planhat.mapping import ActivityMapper
+from target_planhat.paths import CompiledPath, PathError
+from tests.support.mapping_reference import ReferenceMapper
 
 PACKAGE = Path(shapes.__file__).resolve().parent
 
@@ -81,6 +85,48 @@ def test_hostile_fields_through_a_canonicalizer() -> None:
     for _ in range(shapes.Canonicalizer.COMPILE_AFTER + 2):
         assert canonicalize(record) == {key.lower(): key for key in HOSTILE} | {"user_id": "u"}
     assert canonicalize._last.run.__code__.co_filename == "<generated run>"
+
+
+def _quoted_path(key: str) -> str | None:
+    """``$['key']`` (or with double quotes) for a key jsonpath-ng reads back as it is."""
+    for quote in ("'", '"'):
+        if quote not in key and "\\" not in key:
+            expression = f"$[{quote}{key}{quote}]"
+            try:
+                if CompiledPath(expression).plain_steps == (key,):
+                    return expression
+            except PathError:
+                return None
+    return None
+
+
+_keys = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=8))
+
+
+@settings(max_examples=200, deadline=None)
+@example(keys=HOSTILE, prefix="x'] = 1 #", values=HOSTILE, as_object=True)
+@example(keys=HOSTILE, prefix="\n", values=HOSTILE, as_object=False)
+@given(
+    keys=st.lists(_keys, min_size=1, max_size=6, unique=True),
+    prefix=_keys,
+    values=st.lists(_values, min_size=6, max_size=6),
+    as_object=st.booleans(),
+)
+def test_hostile_settings_never_become_mapping_source(keys, prefix, values, as_object) -> None:
+    """Mapping settings made of hostile text (info keys, prefixes, keys in paths) and events
+    holding it: the generated ``build`` gives what the plain mapper gives."""
+    paths = {key: _quoted_path(key) for key in keys}
+    paths = {key: path for key, path in paths.items() if path is not None}
+    if as_object:
+        info: object = dict(paths)  # info keys named by hostile text
+    else:
+        info = [{"path": path, "prefix": prefix} for path in paths.values()]
+    first = next(iter(paths.values()), "$.user_id")
+    mapping = {"externalId": first, "action": first, "name": first, "info": info}
+    event = {key: values[i] for i, key in enumerate(keys)}
+    event.update({key: {key: value} for key, value in zip(keys[1:], values, strict=False)})
+    got = ActivityMapper(mapping).build(event)
+    assert repr(got) == repr(ReferenceMapper(mapping, None, None).build(event))
 
 
 def _source(*lines: str) -> Source:
