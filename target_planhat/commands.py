@@ -9,22 +9,31 @@ one more ``click.Option`` in ``OPTIONS`` and a branch in ``_dispatch``.
   or those acknowledged in a time range), so a replay re-sends them (after fixing a mapping).
 - ``--migrate-ledger-from PATH``: copy this tenant's ids from an SQLite ledger file (0.1.0 or
   later) into the configured ledger, normally PostgreSQL at ``ledger_url``.
+- ``--show-held``: what the hold keeps for this tenant (activities Planhat would drop until
+  their ids exist: counts by reason, when the oldest was held, the top unknown ids); a JSON
+  summary on stdout, a readable line on stderr. Sends nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import sys
 import typing as t
 from pathlib import Path
 
 import click
 
+from target_planhat import redact
 from target_planhat.dates import to_iso_utc
+from target_planhat.hold import Hold
 from target_planhat.ledger import Ledger
 from target_planhat.settings import ConfigError
+from target_planhat.store import open_store
 
 if t.TYPE_CHECKING:
+    from target_planhat.runtime import Runtime
     from target_planhat.target import TargetPlanhat
 
 logger = logging.getLogger("target_planhat.commands")
@@ -47,6 +56,12 @@ OPTIONS = [
         ["--until"],
         metavar="ISO",
         help="With --forget-delivered: only ids acknowledged before this time.",
+    ),
+    click.Option(
+        ["--show-held"],
+        is_flag=True,
+        help="Show the activities held because Planhat does not know their ids yet (counts by "
+        "reason, oldest held date, top unknown ids) as JSON, and exit. Sends nothing.",
     ),
     click.Option(
         ["--migrate-ledger-from"],
@@ -76,8 +91,11 @@ def _dispatch(
 ) -> int:
     if (ours["since"] or ours["until"]) and not ours["forget_delivered"]:
         raise click.UsageError("--since and --until go with --forget-delivered")
-    if ours["forget_delivered"] and ours["migrate_ledger_from"]:
-        raise click.UsageError("--forget-delivered and --migrate-ledger-from: one at a time")
+    chosen = [ours["forget_delivered"], ours["migrate_ledger_from"], ours["show_held"]]
+    if sum(bool(flag) for flag in chosen) > 1:
+        raise click.UsageError(
+            "--forget-delivered, --migrate-ledger-from and --show-held: one at a time"
+        )
     since = _moment("--since", ours["since"])
     until = _moment("--until", ours["until"])
     config = sdk.get("config")
@@ -88,6 +106,8 @@ def _dispatch(
     )
     runtime = target.runtime
     assert runtime is not None
+    if ours["show_held"]:
+        return _show_held(runtime)
     ledger = runtime.ledger
     if ledger is None:
         raise ConfigError("dedupe: the ledger is off (dedupe is false or dry_run is true)")
@@ -146,4 +166,31 @@ def _migrate(ledger: Ledger, source_path: Path, tenant_token: str) -> int:
         source_path,
         ledger.store.location,
     )
+    return 0
+
+
+def _show_held(runtime: Runtime) -> int:
+    """Read-only: the run's store as configured (no ids are listed, nothing is released)."""
+    store = runtime.store or open_store(runtime.settings)
+    try:
+        summary = {"type": "planhat_held", "store": store.location, **Hold(store).summary()}
+    finally:
+        if store is not runtime.store:
+            store.close()
+    if summary["held"]:
+        logger.info(
+            "Held for this tenant: %d (%s); the oldest held since %s; oldest activity date %s; "
+            "top unknown ids: %s",
+            summary["held"],
+            ", ".join(f"{k}: {v}" for k, v in summary["held_by"].items()),
+            summary["oldest_held_at"],
+            summary["oldest_activity_date"],
+            ", ".join(
+                f"{x['reason']} {x['id']!r} ({x['activities']})" for x in summary["top_unknown_ids"]
+            ),
+        )
+    else:
+        logger.info("Nothing is held for this tenant in %s", store.location)
+    sys.stdout.write(redact.redact(json.dumps(summary)) + "\n")
+    sys.stdout.flush()
     return 0

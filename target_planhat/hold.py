@@ -305,12 +305,11 @@ class UnmatchedPolicy:
             ready = [held for held, why in zip(page, verdicts, strict=True) if why is None]
             if not ready:
                 continue
-            deliver([(held.id, held.activity, held.action, 0) for held in ready])
-            # Acknowledged (or found in the ledger as acknowledged before): let go. A kill
-            # before this line leaves them held; the next run's ledger skips them.
+            # ``deliver`` counts them as released, and may let go of each chunk as it is
+            # acknowledged. Afterwards every one was acknowledged, now or (found in the ledger)
+            # by an earlier run killed before it let go: none stays held.
+            deliver([(held.id, held.activity, held.action, n) for n, held in enumerate(ready)])
             hold.delete([held.id for held in ready])
-            with self.report.lock:
-                self.report.released += len(ready)
         if self.report.released:
             logger.info("Released %d held activities that Planhat now knows", self.report.released)
 

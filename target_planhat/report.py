@@ -202,16 +202,26 @@ class DeliveryReport:
             "Received %d records but sent none to Planhat; top reason: %s", self.received, why
         )
 
-    def warn_if_mostly_held(self) -> None:
-        """Most activities held: the mapping probably puts the wrong value in an id field."""
+    def warn_if_mostly_held(self, dry_run: bool = False) -> None:
+        """Most activities held: the mapping probably puts the wrong value in an id field.
+
+        In a dry run, also say what would have been held (nothing is stored)."""
         held = sum(self.held.values())
+        if held and dry_run:
+            logger.info(
+                "Dry run: %d activities would be held (%s); top unknown ids: %s",
+                held,
+                ", ".join(f"{k}: {v}" for k, v in self.held.most_common()),
+                self.top_unknown_ids(),
+            )
         if held == 0 or held <= self.sent + self.dry_run_written:
             return
         logger.warning(
-            "%d of %d records were held because Planhat knows none of their ids (is the "
+            "%d of %d activities %s held because Planhat knows none of their ids (is the "
             "mapping right?); top unknown ids: %s",
             held,
-            self.received,
+            held + self.sent + self.dry_run_written,
+            "would be" if dry_run else "were",
             self.top_unknown_ids(),
         )
 

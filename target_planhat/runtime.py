@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterator, Sequence
 import orjson
 
 from target_planhat.errors import StoreError
+from target_planhat.hold import Hold, UnmatchedPolicy
+from target_planhat.known_ids import KnownIds, models_for
 from target_planhat.ledger import Ledger
 from target_planhat.metric_counts import MetricCounts
 from target_planhat.metric_delivery import MemoryCounts, MetricDelivery, Seen
 from target_planhat.planhat import PlanhatClient
 from target_planhat.rejected_ids import RejectedIds
+from target_planhat.planhat_rest import PlanhatRestClient
 from target_planhat.rejects import DeadLetterFile
 from target_planhat.report import DeliveryReport
 from target_planhat.rollup import combine
@@ -77,15 +80,18 @@ class Runtime:
                 user_agent=f"target-planhat/{version}".rstrip("/"),
             )
             self.report.send_stats = self.client.stats
+        #: The ledger's store (SQLite or PostgreSQL), opened once for whatever keeps state in it
+        #: (the ledger, metric counts, the hold and the ids Planhat knows).
+        self.store: Store | None = None
         self.ledger: Ledger | None = None
         if settings.dedupe and not settings.dry_run:
             # Dry run never touches the ledger: a later live run must still send everything.
-            store = open_store(settings)
-            store.sleep = self.guard.sleep  # a signal ends a wait between reconnects
+            store = self._shared_store()
             try:
                 self.ledger = Ledger(store, settings.ledger_ttl_days)
             except BaseException:
                 store.close()
+                self.store = None
                 raise
             self.report.ledger_pruned = self.ledger.pruned
             if settings.on_invalid_record == "dead_letter":
@@ -99,6 +105,17 @@ class Runtime:
         self.metrics: MetricDelivery | None = None
         if settings.metrics:
             self.metrics = self._metric_delivery(settings, version)
+        self.rest_client: PlanhatRestClient | None = None
+        #: ``on_unmatched`` (hold.py): None without planhat_api_token (nothing is checked).
+        self.unmatched: UnmatchedPolicy | None = None
+        if settings.on_unmatched is not None:
+            self._check_ids(version)
+
+    def _shared_store(self) -> Store:
+        if self.store is None:
+            self.store = open_store(self.settings)
+            self.store.sleep = self.guard.sleep  # a signal ends a wait between reconnects
+        return self.store
 
     def _metric_delivery(self, settings: Settings, version: str) -> MetricDelivery:
         """Metric points: to the dry-run file (counts in memory), or to Planhat with what each
@@ -109,12 +126,8 @@ class Runtime:
         if self.dry_run_file is not None:
             counts = MemoryCounts()
         else:
-            if self.ledger is not None:
-                store = self.ledger.store  # one connection for the ledger and the counts
-            else:
-                store = self.metric_store = open_store(settings)
-                store.sleep = self.guard.sleep
-            counts = MetricCounts(store, settings.ledger_ttl_days)
+            self.metric_store = self._shared_store()
+            counts = MetricCounts(self.metric_store, settings.ledger_ttl_days)
             self.metric_client = PlanhatClient(
                 settings.api_url,
                 settings.tenant_token,
@@ -137,6 +150,64 @@ class Runtime:
             client=self.metric_client,
             write_dry_run=self.dry_run_file.write if self.dry_run_file is not None else None,
         )
+
+    def _check_ids(self, version: str) -> None:
+        """The ids Planhat knows (from its REST API, cached in the store) and the hold.
+
+        A dry run keeps the ids in memory and holds nothing: it stores nothing.
+        """
+        settings = self.settings
+        self.rest_client = PlanhatRestClient(
+            settings.planhat_api_url,
+            settings.planhat_api_token,
+            request_timeout=settings.request_timeout,
+            max_retry_seconds=settings.max_retry_seconds,
+            guard=self.guard,
+            user_agent=f"target-planhat/{version}".rstrip("/"),
+        )
+        hold: Hold | None = None
+        if not settings.dry_run:
+            hold = Hold(self._shared_store())
+        known = KnownIds(
+            self.rest_client,
+            models_for(settings.mapped_fields),
+            settings.planhat_page_sizes,
+            settings.planhat_ids_ttl_minutes,
+            store=self.store,
+        )
+        assert settings.on_unmatched is not None
+        self.unmatched = UnmatchedPolicy(
+            settings.on_unmatched, known, hold, settings.hold_days, self.dead_letter, self.report
+        )
+
+    def start(self) -> None:
+        """Before the first line of input: load the ids when due (401/403 stops the run here,
+        naming planhat_api_token), send the held activities that now match, expire the rest."""
+        unmatched = self.unmatched
+        if unmatched is None:
+            return
+        unmatched.known.refresh_if_due()
+        if unmatched.hold is None:
+            return
+        unmatched.release(self._release)
+        unmatched.expire()
+
+    def _release(self, items: list[Item]) -> None:
+        """Deliver held activities (positions: their index); each acknowledged chunk leaves the
+        hold in the step that records it, so a kill can leave at most the POST in flight held
+        (and the ledger skips that one next time)."""
+        unmatched = self.unmatched
+        assert unmatched is not None and unmatched.hold is not None
+        hold = unmatched.hold
+        done = 0
+
+        def progress(following: float | None) -> None:
+            nonlocal done
+            end = len(items) if following is None or following == math.inf else int(following)
+            hold.delete([item[0] for item in items[done:end]])
+            done = end
+
+        self.deliver(items, progress, released=True)
 
     def count_shape_problem(self, problem: str) -> None:
         self.report.shape_problems[problem] += 1
@@ -205,6 +276,9 @@ class Runtime:
         items: Sequence[Item],
         progress: Callable[[float], None],
         seen: Sequence[Seen] = (),
+        *,
+        stream: str = "",
+        released: bool = False,
     ) -> None:
         """Send (or write) a batch; record each acknowledged chunk before the next one.
 
@@ -216,7 +290,12 @@ class Runtime:
         if seen and self.metrics is not None:
             self.metrics.deliver(seen)
             progress(items[0][3] if items else math.inf)
-        unique, members = self._roll_up(self._unique(items))
+        unique = self._unique(items)
+        unmatched_ids: frozenset[str] = frozenset()
+        if self.unmatched is not None and not released:
+            # Held (stored) or dead-lettered here, before any chunk: settled for STATE.
+            unique, unmatched_ids = self.unmatched.split(unique, stream)
+        unique, members = self._roll_up(unique)
         chunks = list(self._chunks(unique))
         for number, chunk in enumerate(chunks):
             bodies = [item[1] for item in chunk]
@@ -235,8 +314,14 @@ class Runtime:
                 with self.report.lock:
                     if self.dry_run_file is not None:
                         self.report.dry_run_written += len(chunk)
+                    elif released:
+                        self.report.released += len(chunk)
                     else:
                         self.report.sent += len(chunk)
+                    if unmatched_ids:
+                        self.report.sent_unmatched += sum(
+                            1 for item in chunk if item[0] in unmatched_ids
+                        )
                     for item in chunk:
                         self.report.count_action(item[2])
                     self.report.rollup_activities += len(rolled)
@@ -264,6 +349,7 @@ class Runtime:
         progress: Callable[[float], None],
         done: Callable[[], None],
         seen: Sequence[Seen] = (),
+        stream: str = "",
     ) -> None:
         """``deliver`` in the sender thread, once the batch before it is acknowledged.
 
@@ -280,7 +366,7 @@ class Runtime:
             progress(following)
 
         def job() -> None:
-            self.deliver(items, step, seen)
+            self.deliver(items, step, seen, stream=stream)
             self.in_flight_from = math.inf
             done()
 
@@ -307,9 +393,10 @@ class Runtime:
             self.metric_client,
             self.dry_run_file,
             self.ledger,
-            self.ledger.store if self.ledger is not None else None,  # opened here, not by Ledger
-            self.metric_store,
             self.dead_letter,
+            self.rest_client,
+            # Opened here (not by Ledger), shared by the ledger, metric counts and the hold.
+            self.store,
         )
         for closer in closers:
             if closer is not None:

@@ -248,6 +248,14 @@ SCHEMA = th.PropertiesList(
         "older than a minute.",
     ),
     th.Property(
+        "check_planhat_ids",
+        th.BooleanType,
+        default=True,
+        description="With planhat_api_token: check every activity against the ids Planhat "
+        "knows (on_unmatched). false: send without checking, as without the token (for a "
+        "token that serves metrics only, or may not read companies and end users).",
+    ),
+    th.Property(
         "on_unmatched",
         th.StringType(allowed_values=list(UNMATCHED_POLICIES)),
         default="hold",
@@ -507,11 +515,14 @@ def _unmatched_settings(config: Mapping[str, Any], dry_run: bool) -> dict[str, A
     policy = config.get("on_unmatched") or "hold"
     if policy not in UNMATCHED_POLICIES:
         raise ConfigError(f"on_unmatched: must be one of {', '.join(UNMATCHED_POLICIES)}")
-    if not token and policy != "hold":
+    check = config.get("check_planhat_ids", True)
+    if not isinstance(check, bool):
+        raise ConfigError("check_planhat_ids: must be true or false")
+    if (not token or not check) and policy != "hold":
         # hold is the schema's default, so only another value was chosen on purpose.
         raise ConfigError(
-            f"on_unmatched: {policy!r} needs planhat_api_token (without it, activities are "
-            "not checked against the ids Planhat knows)"
+            f"on_unmatched: {policy!r} needs planhat_api_token and check_planhat_ids (without "
+            "them, activities are not checked against the ids Planhat knows)"
         )
     try:
         api_url = check_api_url(
@@ -536,7 +547,7 @@ def _unmatched_settings(config: Mapping[str, Any], dry_run: bool) -> dict[str, A
         "planhat_ids_ttl_minutes": _positive(
             config, "planhat_ids_ttl_minutes", DEFAULT_IDS_TTL_MINUTES
         ),
-        "on_unmatched": policy if token else None,
+        "on_unmatched": policy if token and check else None,
         "hold_days": _positive(config, "hold_days", DEFAULT_HOLD_DAYS),
         "mapped_fields": frozenset(k for k, v in spec.items() if v not in (None, "")),
     }

@@ -334,4 +334,6 @@ class PlanhatSink(BatchSink):
         if not items and not seen:
             self._draining_from = NOT_PENDING
             return
-        self._runtime.submit(items, self._acknowledged_up_to, self._delivered, seen)
+        self._runtime.submit(
+            items, self._acknowledged_up_to, self._delivered, seen, stream=self.stream_name
+        )

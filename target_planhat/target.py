@@ -59,9 +59,19 @@ class _IdleAwareReader(LineReader):
     on_idle: t.Callable[[], None] | None = None
     idle_seconds: float = 1.0
 
+    on_start: t.Callable[[], None] | None = None
+
     @property
     def default_input(self) -> t.Iterable[bytes]:  # type: ignore[override]
         return IdleAwareLines(sys.stdin.buffer, self.on_idle, self.idle_seconds)
+
+    def process_lines(self, file_input: t.Any, callbacks: t.Any) -> t.Any:
+        # SDK hook (the reader's loop): work that must come before the first line of input
+        # runs here, when the target starts listening, not when it is constructed.
+        start, self.on_start = self.on_start, None
+        if start is not None:
+            start()
+        return super().process_lines(file_input, callbacks)
 
 
 class TargetPlanhat(Target):
@@ -91,9 +101,13 @@ class TargetPlanhat(Target):
         self._direct: dict[str, PlanhatSink | None] = {}
         self._log_outputs()
         reader = self.message_reader
+        # Before any input: Planhat's ids loaded when due, held activities released / expired.
         if isinstance(reader, _IdleAwareReader):
             reader.on_idle = self._on_idle
             reader.idle_seconds = min(1.0, self.runtime.settings.checkpoint_seconds / 2)
+            reader.on_start = self.runtime.start
+        else:
+            self.runtime.start()
 
     def _log_outputs(self) -> None:
         """Say at start-up which files this run may write, so nobody has to search for them."""
@@ -366,6 +380,7 @@ class TargetPlanhat(Target):
             runtime.report.hint_if_mostly_duplicates(
                 mask_url(url) if url else str(settings.ledger_path)
             )
+        runtime.report.warn_if_mostly_held(dry_run=runtime.settings.dry_run)
         runtime.report.emit("succeeded")
 
     def finish_failed(self, status: str) -> None:

@@ -132,6 +132,7 @@ def live_config(tmp_path: Path, planhat: PlanhatReceiver, **overrides: Any) -> d
         tmp_path,
         tenant_token=TOKEN,
         planhat_api_token=API_TOKEN,
+        check_planhat_ids=False,  # the token serves metrics here; the id check: test_hold.py
         api_url=planhat.url,
         metrics=METRICS,
         event_filters=FILTERS,
@@ -421,6 +422,7 @@ def test_kill_chain_sends_no_increment_twice(store_backend: StoreBackend, tmp_pa
                 tmp_path,
                 tenant_token=TOKEN,
                 planhat_api_token=API_TOKEN,
+                check_planhat_ids=False,
                 api_url=planhat.url,
                 metrics=CHAIN_METRICS,
                 batch_size_rows=12,

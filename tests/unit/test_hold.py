@@ -166,12 +166,11 @@ def test_release_sends_what_now_matches_and_lets_go_of_it(store, tmp_path: Path)
         policy.split([*ITEMS, _item(5, "co-later")], "events")
         rest.add_company("co-new")
         clock.now += 61  # the next run: its ids are over a minute old, so listed again
-        policy, report = _policy(rest, store, tmp_path, clock=clock)
+        policy, _ = _policy(rest, store, tmp_path, clock=clock)
         delivered: list[list] = []
         policy.release(delivered.append)
     assert [[i[0] for i in batch] for batch in delivered] == [["ins-000002", "ins-000004"]]
     assert delivered[0][0][1] == ITEMS[1][1]
-    assert report.released == 2
     assert [h.id for p in Hold(store).pages() for h in p] == ["ins-000005"]
 
 
@@ -182,14 +181,14 @@ def test_a_failed_release_keeps_the_activities_held(store, tmp_path: Path):
         policy.split(ITEMS, "events")
         rest.add_company("co-new")
         clock.now += 61
-        policy, report = _policy(rest, store, tmp_path, clock=clock)
+        policy, _ = _policy(rest, store, tmp_path, clock=clock)
 
         def failing(items: list) -> None:
             raise RuntimeError("Planhat is down")
 
         with pytest.raises(RuntimeError):
             policy.release(failing)
-    assert Hold(store).count() == 2 and report.released == 0
+    assert Hold(store).count() == 2
 
 
 def test_expired_activities_go_to_the_dead_letter_file(store, tmp_path: Path):

@@ -231,3 +231,68 @@ def test_dry_run_writes_state_defaults_to_false(tmp_path: Path) -> None:
     assert compile_settings(base_config(tmp_path, dry_run=True)).dry_run_writes_state is False
     opted = compile_settings(base_config(tmp_path, dry_run=True, dry_run_writes_state=True))
     assert opted.dry_run_writes_state is True
+
+
+def test_the_id_check_is_on_only_with_the_rest_token(tmp_path: Path) -> None:
+    without = compile_settings(base_config(tmp_path, tenant_token="tok-1234"))
+    assert without.on_unmatched is None  # nothing is checked
+    with_token = compile_settings(
+        base_config(tmp_path, tenant_token="tok-1234", planhat_api_token="rest-1234")
+    )
+    assert with_token.on_unmatched == "hold" and with_token.hold_days == 30
+    assert with_token.planhat_page_sizes == {
+        "companies": 5000,
+        "endusers": 2000,
+        "assets": 2000,
+        "projects": 2000,
+    }
+    assert "assetExternalId" not in with_token.mapped_fields
+    mapped = compile_settings(
+        base_config(
+            tmp_path,
+            tenant_token="tok-1234",
+            planhat_api_token="rest-1234",
+            mapping={"assetExternalId": "$.groups.workspace", "companyExternalId": ""},
+        )
+    )
+    assert "assetExternalId" in mapped.mapped_fields
+    assert "companyExternalId" not in mapped.mapped_fields
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"on_unmatched": "send"}, "on_unmatched: 'send' needs planhat_api_token"),
+        (
+            {"planhat_api_token": "rest-1234", "on_unmatched": "later"},
+            "on_unmatched: must be one of hold, send, dead_letter, fail",
+        ),
+        (
+            {"planhat_api_token": "rest-1234", "planhat_api_url": "http://api.planhat.com"},
+            "planhat_api_url: plain http:// is refused",
+        ),
+        (
+            {"planhat_api_token": "rest-1234", "planhat_companies_page_size": 0},
+            "planhat_companies_page_size: must be a positive number",
+        ),
+        (
+            {"planhat_api_token": "rest-1234", "planhat_endusers_page_size": 2.5},
+            "planhat_endusers_page_size: must be a whole number",
+        ),
+        ({"planhat_api_token": "rest-1234", "hold_days": -1}, "hold_days: must be a positive"),
+        ({"planhat_api_token": 1234}, "planhat_api_token: must be a string"),
+    ],
+)
+def test_id_check_config_errors_name_the_setting(tmp_path, config, message) -> None:
+    with pytest.raises(ConfigError) as caught:
+        compile_settings(base_config(tmp_path, tenant_token="tok-1234", **config))
+    assert str(caught.value).startswith(message)
+
+
+def test_check_planhat_ids_false_turns_the_check_off(tmp_path: Path) -> None:
+    config = base_config(
+        tmp_path, tenant_token="tok-1234", planhat_api_token="rest-1234", check_planhat_ids=False
+    )
+    assert compile_settings(config).on_unmatched is None
+    with pytest.raises(ConfigError, match=r"^on_unmatched: 'fail' needs planhat_api_token"):
+        compile_settings({**config, "on_unmatched": "fail"})
