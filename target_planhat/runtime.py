@@ -22,8 +22,8 @@ from target_planhat.ledger import Ledger
 from target_planhat.metric_counts import MetricCounts
 from target_planhat.metric_delivery import MemoryCounts, MetricDelivery, Seen
 from target_planhat.planhat import PlanhatClient
-from target_planhat.rejected_ids import RejectedIds
 from target_planhat.planhat_rest import PlanhatRestClient
+from target_planhat.rejected_ids import RejectedIds
 from target_planhat.rejects import DeadLetterFile
 from target_planhat.report import DeliveryReport
 from target_planhat.rollup import combine
