@@ -2,19 +2,19 @@
 
 ``deliver`` is the one place a batch becomes acknowledged: sent (or written), then recorded in the
 ledger, then counted, before any STATE that covers it can be written. ``submit`` runs it in the
-sender thread (``sender.py``), one batch at a time, while the main thread builds the next batch;
-``in_flight_from`` is the input position of the first activity of that batch not yet acknowledged.
+sender thread (``sender.py``), one batch at a time, while the main thread builds the next batch,
+and reports each acknowledged step to ``checkpoints`` (the batch in flight is its ``IN_FLIGHT``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 
 import orjson
 
+from target_planhat.checkpoints import IN_FLIGHT, Checkpoints
 from target_planhat.errors import StoreError
 from target_planhat.hold import Hold, UnmatchedPolicy
 from target_planhat.known_ids import KnownIds, models_for
@@ -61,9 +61,8 @@ class Runtime:
         self.dead_letter = DeadLetterFile(settings.dead_letter_path)
         self.seq = 0  # RECORD messages read so far
         self.line_number: int | None = None
-        self.acked_since_check = False
+        self.checkpoints = Checkpoints()
         self.sender = Sender(check=self.guard.check)
-        self.in_flight_from = math.inf
         # An activity holding the token would put it in the dry-run file or the request body.
         self.secret = settings.tenant_token.encode() if len(settings.tenant_token) >= 4 else b""
         self.client: PlanhatClient | None = None
@@ -201,9 +200,9 @@ class Runtime:
         hold = unmatched.hold
         done = 0
 
-        def progress(following: float | None) -> None:
+        def progress(following: int | None) -> None:
             nonlocal done
-            end = len(items) if following is None or following == math.inf else int(following)
+            end = len(items) if following is None else following
             hold.delete([item[0] for item in items[done:end]])
             done = end
 
@@ -274,7 +273,7 @@ class Runtime:
     def deliver(
         self,
         items: Sequence[Item],
-        progress: Callable[[float], None],
+        progress: Callable[[int | None], None],
         seen: Sequence[Seen] = (),
         *,
         stream: str = "",
@@ -285,11 +284,11 @@ class Runtime:
         The batch's metric points go first: once they are acknowledged, the first activity is
         the oldest unacknowledged part of the batch. ``progress(position)`` gets the input
         position of the first activity not yet acknowledged after each step, so STATE can
-        advance chunk by chunk when a run stops half-way through a split batch.
+        advance chunk by chunk when a run stops half-way through a split batch (``None``: all of it).
         """
         if seen and self.metrics is not None:
             self.metrics.deliver(seen)
-            progress(items[0][3] if items else math.inf)
+            progress(items[0][3] if items else None)
         unique = self._unique(items)
         unmatched_ids: frozenset[str] = frozenset()
         if self.unmatched is not None and not released:
@@ -326,7 +325,7 @@ class Runtime:
                         self.report.count_action(item[2])
                     self.report.rollup_activities += len(rolled)
                     self.report.rollup_events += sum(len(group) for group in rolled)
-                following = chunks[number + 1][0][3] if number + 1 < len(chunks) else math.inf
+                following = chunks[number + 1][0][3] if number + 1 < len(chunks) else None
                 progress(following)
 
     def _record(self, ids: list[str], activities: int) -> None:
@@ -343,32 +342,23 @@ class Runtime:
                 "re-send them (counted in unconfirmed_requests)."
             ) from None
 
-    def submit(
-        self,
-        items: Sequence[Item],
-        progress: Callable[[float], None],
-        done: Callable[[], None],
-        seen: Sequence[Seen] = (),
-        stream: str = "",
-    ) -> None:
+    def submit(self, items: Sequence[Item], seen: Sequence[Seen] = (), stream: str = "") -> None:
         """``deliver`` in the sender thread, once the batch before it is acknowledged.
 
-        Raises the previous batch's failure instead. ``progress`` runs as in ``deliver``, and
-        ``done`` after the whole batch; both in the sender thread.
+        Raises the previous batch's failure instead. The batch was handed over to ``IN_FLIGHT``
+        in ``checkpoints`` (``PlanhatSink.start_drain``); each acknowledged step is reported
+        there from the sender thread, and the whole batch once delivered. A failed batch is
+        never reported, so STATE stays before it.
         """
         self.sender.wait()
-        self.in_flight_from = min(
-            items[0][3] if items else math.inf, seen[0].seq if seen else math.inf
-        )
+        checkpoints = self.checkpoints
 
-        def step(following: float) -> None:
-            self.in_flight_from = following
-            progress(following)
+        def step(following: int | None) -> None:
+            checkpoints.acknowledged(IN_FLIGHT, following)
 
         def job() -> None:
             self.deliver(items, step, seen, stream=stream)
-            self.in_flight_from = math.inf
-            done()
+            checkpoints.acknowledged(IN_FLIGHT)
 
         self.sender.submit(job)
 
@@ -378,9 +368,6 @@ class Runtime:
             for client in (self.client, self.metric_client):
                 if client is not None:
                     client.abandon()
-
-    def acked(self) -> None:
-        self.acked_since_check = True
 
     def close(self) -> None:
         if self.sender.busy:

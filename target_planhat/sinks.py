@@ -1,14 +1,14 @@
 """The batch: record -> canonical event -> activity -> filters -> validation -> batch -> Planhat.
 
-Each step lives in its own module; this one only puts them in order and keeps the bookkeeping
-that lets the target write STATE only for what Planhat acknowledged.
+Each step lives in its own module; this one only puts them in order, and tells ``checkpoints``
+from which input position its batch holds records not yet acknowledged, and when it hands the
+batch over to the sender thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import time
 import typing as t
 
@@ -25,8 +25,6 @@ from target_planhat.validate import InvalidActivity, encode_activity
 if t.TYPE_CHECKING:
     from target_planhat.runtime import Runtime
     from target_planhat.target import TargetPlanhat
-
-NOT_PENDING = math.inf
 
 
 class RecordSchemaError(ValueError):
@@ -141,9 +139,9 @@ class PlanhatSink(BatchSink):
         self._max_rows = self.max_size
         self._max_bytes = settings.max_request_bytes
         self._metrics = settings.metrics if settings.metrics else None
-        # Input position of the first activity not yet acknowledged in the batch handed to the
-        # sender thread (written there as chunks are acknowledged), or NOT_PENDING.
-        self._draining_from = NOT_PENDING
+        # This sink's batch being built, as a holder in checkpoints (a sink replaced after a
+        # schema change keeps its own until drain_all() hands its batch over).
+        self._holder = ("batch", self.stream_name, id(self))
 
     def _parse_timestamps_in_record(self, *args: t.Any, **kwargs: t.Any) -> None:
         # Internal SDK step, skipped on purpose: it turns every `format: date-time` string into a
@@ -179,18 +177,6 @@ class PlanhatSink(BatchSink):
             return super().get_validator()
 
     # --- bookkeeping for STATE -------------------------------------------------------------
-
-    @property
-    def first_unacked_seq(self) -> float:
-        """Input position of the oldest activity not yet acknowledged by Planhat: in the batch
-        being built or in the one in flight."""
-        pending = (self._pending_batch or {}).get("first_seq", NOT_PENDING)
-        return min(pending, self._draining_from)
-
-    @property
-    def pending_since(self) -> float | None:
-        """``time.monotonic()`` when the oldest activity waiting in the batch arrived."""
-        return (self._pending_batch or {}).get("first_at")
 
     @property
     def is_full(self) -> bool:
@@ -235,9 +221,7 @@ class PlanhatSink(BatchSink):
         items = context.get("items")
         if items is None:
             items = context["items"] = []
-            if "first_seq" not in context:
-                context["first_seq"] = runtime.seq
-                context["first_at"] = time.monotonic()
+            runtime.checkpoints.holding(self._holder, runtime.seq, time.monotonic())
         items.append((key, body, activity["action"], runtime.seq))
         self._batch_bytes += len(body) + 1
 
@@ -247,9 +231,7 @@ class PlanhatSink(BatchSink):
         seen = context.get("metrics")
         if seen is None:
             seen = context["metrics"] = []
-            if "first_seq" not in context:
-                context["first_seq"] = seq
-                context["first_at"] = time.monotonic()
+            self._runtime.checkpoints.holding(self._holder, seq, time.monotonic())
         event_id = self._event_id(event)
         seen.extend(Seen(observation, event_id, seq) for observation in found)
 
@@ -310,30 +292,17 @@ class PlanhatSink(BatchSink):
         # At most one batch in flight (of any stream): wait until the previous one is
         # acknowledged, or raise its failure, before this sink's bookkeeping changes.
         self._runtime.sender.wait()
-        # Set before the SDK takes the batch away, so a signal in between cannot make this
-        # sink look acknowledged.
-        self._draining_from = (self._pending_batch or {}).get("first_seq", NOT_PENDING)
+        # Handed over before the SDK takes the batch away, so a signal in between cannot make
+        # this batch look acknowledged.
+        self._runtime.checkpoints.handed_over(self._holder)
         context = super().start_drain()
         self._batch_bytes = 0
         return context
-
-    def _acknowledged_up_to(self, next_unacked: float) -> None:
-        # Sender thread, right after the ledger commit of a chunk.
-        self._draining_from = next_unacked
-        self._runtime.acked()
-
-    def _delivered(self) -> None:
-        # Sender thread: the whole batch is acknowledged (or was all duplicates).
-        self._draining_from = NOT_PENDING
-        self._runtime.acked()
 
     def process_batch(self, context: dict) -> None:
         """Hand the batch to the sender thread and return: the next batch builds meanwhile."""
         items = context.get("items") or []
         seen = context.get("metrics") or []
         if not items and not seen:
-            self._draining_from = NOT_PENDING
             return
-        self._runtime.submit(
-            items, self._acknowledged_up_to, self._delivered, seen, stream=self.stream_name
-        )
+        self._runtime.submit(items, seen, stream=self.stream_name)

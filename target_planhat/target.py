@@ -1,15 +1,15 @@
 """target-planhat: wiring, checkpoints and the process's exit.
 
-When STATE may be written is decided here. The SDK writes STATE only at the end of
-``drain_all()``; a full sink's ``drain_one`` writes none, and the 5-minute record age is its only
-timer. So this target remembers each STATE message with its input position, and writes the newest
-one whose every earlier record Planhat has acknowledged: after any drain, and at the latest
-``checkpoint_seconds`` after it arrived (by draining).
+Which STATE may be written is decided by ``checkpoints.py``; this module tells it where each
+STATE arrived and asks it when to write. The SDK writes STATE only at the end of ``drain_all()``;
+a full sink's ``drain_one`` writes none, and the 5-minute record age is its only timer. So this
+target asks after every acknowledgement, and drains at the latest ``checkpoint_seconds`` after a
+STATE (or a batched record) arrived.
 
 A drain hands its batch to the sender thread (``sender.py``) and returns; the batch counts as
 unacknowledged until the sender has recorded it. ``drain_all()`` (checkpoints, end of input)
-waits for it before the SDK writes the newest STATE, and a failed delivery is raised here at the
-next drain, message or idle tick.
+waits for it before the SDK's STATE step, and a failed delivery is raised here at the next drain,
+message or idle tick.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import signal
 import sys
 import time
 import typing as t
-from collections import deque
 from types import FrameType
 
 import click
@@ -32,6 +31,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.target_base import Target
 
 from target_planhat import about, commands, redact
+from target_planhat.checkpoints import Checkpoint
 from target_planhat.errors import StoreError
 from target_planhat.planhat import PlanhatError
 from target_planhat.reader import SINGER_INPUT_ERRORS, LineReader, describe_input_error
@@ -39,7 +39,7 @@ from target_planhat.rejects import RejectedRecord
 from target_planhat.runtime import Runtime
 from target_planhat.settings import SCHEMA, ConfigError, check_config, compile_settings
 from target_planhat.shutdown import StopRequested
-from target_planhat.sinks import NOT_PENDING, PlanhatSink
+from target_planhat.sinks import PlanhatSink
 from target_planhat.stdin import IdleAwareLines
 from target_planhat.store import mask_url
 
@@ -93,8 +93,6 @@ class TargetPlanhat(Target):
         # sender thread, which delivers one batch at a time, in order.
         self.max_parallelism = 1
         self.runtime = Runtime(compile_settings(self.config), self.plugin_version or "")
-        self._pending_states: deque[tuple[int, dict, float]] = deque()
-        self._last_written: dict | None = None
         self._next_report = time.monotonic() + self.runtime.settings.checkpoint_seconds
         self._next_check = 0.0
         # stream name -> its PlanhatSink when the record path may be shortened, else None.
@@ -273,13 +271,7 @@ class TargetPlanhat(Target):
         before = self._latest_state
         super()._process_state_message(message_dict)
         if self._latest_state is not before and self._latest_state is not None:
-            entry = (self._rt.seq, copy.deepcopy(self._latest_state), time.monotonic())
-            pending = self._pending_states
-            if pending and pending[-1][0] == entry[0]:
-                # No record between two STATEs: the newer one says all; keep the older's age.
-                entry = (entry[0], entry[1], pending.pop()[2])
-            pending.append(entry)
-            self._rt.acked_since_check = True
+            self._rt.checkpoints.state_arrived(self._rt.seq, self._latest_state)
         self._after_message()
 
     def _after_message(self, *, idle: bool = False) -> None:
@@ -287,8 +279,7 @@ class TargetPlanhat(Target):
         runtime = self._rt
         runtime.guard.check()
         runtime.sender.raise_failure()
-        if runtime.acked_since_check and self._pending_states:
-            runtime.acked_since_check = False
+        if runtime.checkpoints.news:
             self.write_acknowledged_state()
         now = time.monotonic()
         if idle or now >= self._next_check:
@@ -303,12 +294,8 @@ class TargetPlanhat(Target):
         runtime = self._rt
         period = runtime.settings.checkpoint_seconds
         self._next_check = now + min(0.2, period / 4)
-        oldest = [self._pending_states[0][2]] if self._pending_states else []
-        for sink in self._sinks_active.values():
-            since = sink.pending_since if isinstance(sink, PlanhatSink) else None
-            if since is not None:
-                oldest.append(since)
-        if oldest and now - min(oldest) >= period:
+        oldest = runtime.checkpoints.waiting_since()
+        if oldest is not None and now - oldest >= period:
             self.logger.debug("checkpoint_seconds reached: draining all sinks")
             self.drain_all()
         else:
@@ -319,53 +306,31 @@ class TargetPlanhat(Target):
 
     # --- STATE -------------------------------------------------------------------------------
 
-    def _first_unacked_seq(self) -> float:
-        sinks = [*self._sinks_active.values(), *self._sinks_to_clear]
-        return min(
-            (s.first_unacked_seq for s in sinks if isinstance(s, PlanhatSink)),
-            default=NOT_PENDING,
-        )
-
-    def _first_unacked_seq_all(self) -> float:
-        # The batch in flight may belong to a sink drain_all() already dropped (schema change).
-        return min(self._first_unacked_seq(), self._rt.in_flight_from)
-
     def write_acknowledged_state(self) -> None:
-        """Write the newest STATE whose every earlier record has been acknowledged."""
-        limit = self._first_unacked_seq_all()
-        covered = 0
-        for position, _, _ in self._pending_states:
-            if position >= limit:
-                break
-            covered += 1
-        if not covered:
-            return
-        # Written first, forgotten after: a signal in between must not lose this STATE.
-        self._emit_state(self._pending_states[covered - 1][1])
-        for _ in range(covered):
-            if self._pending_states:
-                self._pending_states.popleft()
+        """Write the STATE ``checkpoints`` allows now, if any."""
+        checkpoint = self._rt.checkpoints.writable()
+        if checkpoint is not None:
+            self._emit_state(checkpoint)
 
     def _write_state_message(self, state: dict) -> None:
-        # Called by the SDK at the end of drain_all(): the newest STATE, which also covers the
-        # batch still in flight. Written once that batch is acknowledged (its failure raises).
+        # Called by the SDK at the end of drain_all() with its newest STATE: every batch has
+        # been handed over, so once the one in flight is acknowledged (its failure raises) the
+        # newest STATE is what checkpoints allows.
         self._rt.sender.wait()
-        self._emit_state(state)
+        self.write_acknowledged_state()
 
-    def _emit_state(self, state: dict) -> None:
-        # Only once what the state covers is acknowledged.
+    def _emit_state(self, checkpoint: Checkpoint) -> None:
         runtime = self._rt
         settings = runtime.settings
         if settings.dry_run and not settings.dry_run_writes_state:
-            pass  # a dry run moves no bookmark, so a later live run still sends these events
-        elif state != self._last_written:
-            with runtime.guard.critical():
-                runtime.dead_letter.sync()
-                super()._write_state_message(state)
-                self._last_written = copy.deepcopy(state)
-                runtime.report.states_written += 1
-        if state == self._latest_state:
-            self._pending_states.clear()  # the newest STATE covers every pending one
+            # A dry run moves no bookmark, so a later live run still sends these events.
+            runtime.checkpoints.written(checkpoint)
+            return
+        with runtime.guard.critical():
+            runtime.dead_letter.sync()
+            super()._write_state_message(checkpoint.state)
+            runtime.checkpoints.written(checkpoint)
+            runtime.report.states_written += 1
 
     def process_endofpipe(self) -> None:
         super().process_endofpipe()
