@@ -284,7 +284,8 @@ class Runtime:
         The batch's metric points go first: once they are acknowledged, the first activity is
         the oldest unacknowledged part of the batch. ``progress(position)`` gets the input
         position of the first activity not yet acknowledged after each step, so STATE can
-        advance chunk by chunk when a run stops half-way through a split batch (``None``: all of it).
+        advance chunk by chunk when a run stops half-way through a split batch (``None``: all
+        acknowledged).
         """
         if seen and self.metrics is not None:
             self.metrics.deliver(seen)
