@@ -34,4 +34,5 @@ if [ ! -f "$stamp" ]; then
 fi
 .venv/bin/ruff check target_planhat tests benchmarks scripts
 .venv/bin/ruff format --check target_planhat tests benchmarks scripts
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

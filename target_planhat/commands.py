@@ -34,7 +34,13 @@ from target_planhat.store import open_store
 
 if t.TYPE_CHECKING:
     from target_planhat.runtime import Runtime
-    from target_planhat.target import TargetPlanhat
+
+    class _WithRuntime(t.Protocol):
+        """What a command needs of the target (TargetPlanhat; not imported: it imports this)."""
+
+        runtime: Runtime | None
+
+    TargetClass = t.Callable[..., _WithRuntime]
 
 logger = logging.getLogger("target_planhat.commands")
 
@@ -72,7 +78,7 @@ OPTIONS = [
 ]
 
 
-def extend(command: click.Command, target_class: type[TargetPlanhat]) -> click.Command:
+def extend(command: click.Command, target_class: TargetClass) -> click.Command:
     """Add ``OPTIONS`` to the SDK's command; a given flag runs its command instead of a run."""
     run = command.callback
     assert run is not None
@@ -86,9 +92,7 @@ def extend(command: click.Command, target_class: type[TargetPlanhat]) -> click.C
     return command
 
 
-def _dispatch(
-    target_class: type[TargetPlanhat], sdk: dict[str, t.Any], ours: dict[str, t.Any]
-) -> int:
+def _dispatch(target_class: TargetClass, sdk: dict[str, t.Any], ours: dict[str, t.Any]) -> int:
     if (ours["since"] or ours["until"]) and not ours["forget_delivered"]:
         raise click.UsageError("--since and --until go with --forget-delivered")
     chosen = [ours["forget_delivered"], ours["migrate_ledger_from"], ours["show_held"]]

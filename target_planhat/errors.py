@@ -35,3 +35,12 @@ class InvalidActivity(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class RecordSchemaError(ValueError):
+    """A record that fails its stream's schema (``validate_records``).
+
+    Not the SDK's ``InvalidRecord``: the SDK logs that with a full traceback and the record
+    before re-raising. Raised by ``sinks.FastValidator``; the reader and the target turn it into
+    ``input line N: ...``.
+    """

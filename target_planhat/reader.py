@@ -24,7 +24,7 @@ from singer_sdk.exceptions import (
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
-from target_planhat.sinks import RecordSchemaError
+from target_planhat.errors import RecordSchemaError
 
 SINGER_INPUT_ERRORS = (
     RecordSchemaError,

@@ -18,21 +18,15 @@ from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+from target_planhat.errors import RecordSchemaError
 from target_planhat.metric_delivery import Seen
 from target_planhat.rejects import RejectedRecord, describe
 from target_planhat.validate import InvalidActivity, encode_activity
 
 if t.TYPE_CHECKING:
+    from singer_sdk.target_base import Target
+
     from target_planhat.runtime import Runtime
-    from target_planhat.target import TargetPlanhat
-
-
-class RecordSchemaError(ValueError):
-    """A record that fails its stream's schema (``validate_records``).
-
-    Not the SDK's ``InvalidRecord``: the SDK logs that with a full traceback and the record
-    before re-raising. The reader turns this into ``input line N: ...`` instead.
-    """
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -123,8 +117,10 @@ class PlanhatSink(BatchSink):
     No ``max_size`` class attribute: it would shadow ``batch_size_rows`` (the SDK template trap).
     """
 
-    def __init__(self, target: TargetPlanhat, *args: t.Any, **kwargs: t.Any) -> None:
-        self._runtime: Runtime = target.runtime
+    def __init__(self, target: Target, *args: t.Any, **kwargs: t.Any) -> None:
+        # The target is TargetPlanhat, which sets ``runtime`` before any sink exists; typed as
+        # the SDK's Target so this layer never imports the one above it.
+        self._runtime: Runtime = t.cast("Runtime", target.runtime)  # type: ignore[attr-defined]
         super().__init__(target, *args, **kwargs)
         settings = self._runtime.settings
         self._selected = settings.stream_selected(self.stream_name)

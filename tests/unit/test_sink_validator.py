@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from target_planhat.sinks import FastValidator, RecordSchemaError
+from target_planhat.errors import RecordSchemaError
+from target_planhat.sinks import FastValidator
 
 TYPES = ["null", "string", "boolean", "integer", "number", "object", "array"]
 values = st.one_of(
