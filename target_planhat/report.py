@@ -96,9 +96,9 @@ class DeliveryReport:
         if self._info_mapped and not activity.get("info"):
             self.missing_fields["info"] += 1
 
-    def count_action(self, action: str, n: int = 1) -> None:
+    def count_action(self, action: str) -> None:
         if action in self.actions or len(self.actions) < _MAX_ACTIONS_TRACKED:
-            self.actions[action] += n
+            self.actions[action] += 1
 
     def count_held(self, reason: str, unknown_id: str) -> None:
         self.held[reason] += 1
