@@ -9,19 +9,44 @@ the same way the ledger records activities. A kill between the answer and the co
 only the one POST in flight.
 
 ``count_distinct`` sends the day's total recomputed from the stored values plus the new ones, so
-that point means the same however often it is sent (the README says LAST).
+that point means the same however often it is sent (the README says LAST). Two things keep that
+total from ever going down:
+
+- **Retention.** A day's values are kept while the day still receives values: each (rule, day)
+  remembers when a value was last added (``tp_metric_days``). Once none was added for
+  ``ledger_ttl_days`` the day is *closed*: its values are deleted and a tombstone stays (one row
+  per rule and day), and an event of a closed day is not counted by that rule any more (the
+  report's ``metrics_skipped``), since a total from what is left would be smaller than the one
+  Planhat holds.
+- **One process at a time.** Counting, sending and committing the points of one tenant happen
+  under an exclusive lock shared by every process on the store (PostgreSQL: a session advisory
+  lock; SQLite: ``flock`` on a file beside the database), both released by the OS or the server
+  when a process dies. Two runs of one tenant can then neither compute their totals from the same
+  stored values nor have their POSTs overtake each other: the later holder's total includes what
+  the earlier one committed, and reaches Planhat after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TypeVar
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; SQLite runs are not serialised
+    fcntl = None  # type: ignore[assignment]
 
 from target_planhat.store import Store
 
 T = TypeVar("T")
+
+logger = logging.getLogger("target_planhat.metrics")
 
 # Counted events by a 128-bit hash of (rule, event id) in two BIGINTs: a fixed, short key (event
 # ids are often 36-character UUIDs), inserted in about a third of the time of the text key.
@@ -36,11 +61,33 @@ _DISTINCT_TABLE = (
 )
 
 
-def schema(kind: str) -> tuple[str, ...]:
+# Per rule and day of count_distinct values: when a value was last added (Unix seconds), and
+# whether the day is closed (its values deleted; events of it are no longer counted).
+_DAYS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS tp_metric_days (tenant TEXT NOT NULL, rule TEXT NOT NULL,"
+    " day TEXT NOT NULL, touched_at BIGINT NOT NULL, closed BIGINT NOT NULL,"
+    " PRIMARY KEY (tenant, rule, day))"
+)
+
+
+def schema(kind: str, now: int | None = None) -> tuple[str, ...]:
     """The tables; in SQLite without a rowid (one B-tree per table instead of two), the only
-    statement that is not the same in both backends."""
+    statement that is not the same in both backends.
+
+    Only ever appended to (``Store.ensure_schema``). The third and fourth statements came with
+    the pruning of ``count_distinct`` values: the days already in a store start their retention
+    now, so none is closed by the upgrade itself.
+    """
     suffix = " WITHOUT ROWID" if kind == "sqlite" else ""
-    return (_EVENTS_TABLE + suffix, _DISTINCT_TABLE + suffix)
+    now = int(time.time()) if now is None else now
+    return (
+        _EVENTS_TABLE + suffix,
+        _DISTINCT_TABLE + suffix,
+        _DAYS_TABLE + suffix,
+        "INSERT INTO tp_metric_days (tenant, rule, day, touched_at, closed)"
+        f" SELECT DISTINCT tenant, rule, day, {now}, 0 FROM tp_metric_values WHERE 1 = 1"
+        " ON CONFLICT (tenant, rule, day) DO NOTHING",
+    )
 
 
 _CHUNK = 400  # bound parameters per statement, well under SQLite's limit
@@ -65,20 +112,33 @@ def event_key(rule: str, event_id: str) -> tuple[int, int]:
 class MetricCounts:
     """The counted events and distinct values of every rule, for this store's tenant."""
 
-    def __init__(self, store: Store, ttl_days: float = 7.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ttl_days: float = 7.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._tenant = store.tenant
+        self._sleep = sleep
+        self._clock = clock
+        self._lock_path: Path | None = None
+        if store.kind == "sqlite":
+            self._lock_path = Path(f"{store.location}.metrics-lock")
         store.ensure_schema("metric_counted", schema(store.kind))
+        self.pruned_days = 0
         self.pruned = self.prune(ttl_days)
 
     def prune(self, ttl_days: float) -> int:
-        """Forget counted event ids older than ``ttl_days`` (as the ledger forgets its ids).
+        """Forget counted event ids older than ``ttl_days`` (as the ledger forgets its ids), and
+        close the ``count_distinct`` days that received no value for ``ttl_days``.
 
-        A scan once per run (an index on the age would cost every insert more). Distinct values
-        are kept: they are the count, and a late event of an old day must not send a smaller
-        total.
+        Event ids: a scan once per run (an index on the age would cost every insert more).
+        Days: under the exclusive lock, so no run is counting a day while it closes; a closed
+        day's values are deleted on the primary key's range, its tombstone stays.
         """
-        cutoff = int(time.time() - ttl_days * 86400)
+        cutoff = int(self._clock() - ttl_days * 86400)
         old = self._store.execute(
             "SELECT COUNT(*) FROM tp_metric_counted WHERE tenant = ? AND counted_at < ?",
             (self._tenant, cutoff),
@@ -90,7 +150,108 @@ class MetricCounts:
                     (self._tenant, cutoff),
                 )
             )
+        due = self._store.execute(
+            "SELECT rule, day FROM tp_metric_days WHERE tenant = ? AND closed = 0"
+            " AND touched_at < ?",
+            (self._tenant, cutoff),
+        )
+        if due:
+            with self.exclusive():
+                self.pruned_days = self._close_days(cutoff)
+            if self.pruned_days:
+                logger.info(
+                    "count_distinct: %d rule days without a new value for ledger_ttl_days=%g "
+                    "closed (their values pruned; later events of them are not counted)",
+                    self.pruned_days,
+                    ttl_days,
+                )
         return int(old)
+
+    def _close_days(self, cutoff: int) -> int:
+        tenant = self._tenant
+
+        def work() -> int:
+            # Read again inside the transaction: a run may have added to a day since.
+            days = self._store.execute(
+                "SELECT rule, day FROM tp_metric_days WHERE tenant = ? AND closed = 0"
+                " AND touched_at < ?",
+                (tenant, cutoff),
+            )
+            for rule, day in days:
+                self._store.execute(
+                    "DELETE FROM tp_metric_values WHERE tenant = ? AND rule = ? AND day = ?",
+                    (tenant, rule, day),
+                )
+                self._store.execute(
+                    "UPDATE tp_metric_days SET closed = 1 WHERE tenant = ? AND rule = ?"
+                    " AND day = ?",
+                    (tenant, rule, day),
+                )
+            return len(days)
+
+        return int(self._store.atomic(work))
+
+    def closed_days(self, rule: str, days: Iterable[str]) -> set[str]:
+        """Which of ``days`` are closed for ``rule``: their events are not counted any more."""
+        wanted = sorted(set(days))
+        found: set[str] = set()
+        for chunk in _chunks(wanted):
+            marks = ",".join("?" * len(chunk))
+            rows = self._store.execute(
+                "SELECT day FROM tp_metric_days WHERE tenant = ? AND rule = ? AND closed = 1"
+                f" AND day IN ({marks})",
+                (self._tenant, rule, *chunk),
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held while a batch's points are counted, sent and committed (and while days close):
+        one process per store and tenant at a time (SQLite: per file). Released by the OS
+        (``flock``) or the server (the session's advisory lock) if the process dies."""
+        waited = 0.0
+        delay = 0.02
+        told = False
+        if self._store.kind == "postgres":
+            key = f"target_planhat:metrics:{self._tenant}"
+            while not self._store.execute("SELECT pg_try_advisory_lock(hashtext(?))", (key,))[0][0]:
+                told = self._wait(waited, told)
+                self._sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 0.5)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # a lost connection released it already
+                    self._store.execute("SELECT pg_advisory_unlock(hashtext(?))", (key,))
+            return
+        if self._lock_path is None or fcntl is None:
+            yield
+            return
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    told = self._wait(waited, told)
+                    self._sleep(delay)
+                    waited += delay
+                    delay = min(delay * 2, 0.5)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _wait(self, waited: float, told: bool) -> bool:
+        if not told and waited >= 1.0:
+            logger.info(
+                "Waiting for another run of this tenant to finish sending metric points (%s)",
+                self._store.location,
+            )
+            return True
+        return told
 
     def counted(self, rule: str, event_ids: Sequence[str]) -> set[str]:
         """Which of ``event_ids`` the rule has counted already."""
@@ -144,9 +305,10 @@ class MetricCounts:
     ) -> None:
         """Record counted ``(rule, event_id)`` and ``(rule, day, external_id, value)`` in one
         transaction: after it, a replay of these events adds nothing."""
-        now = int(time.time())
+        now = int(self._clock())
         event_rows = [(self._tenant, *event_key(rule, event_id), now) for rule, event_id in events]
         distinct_rows = [(self._tenant, *row) for row in distinct]
+        touched = sorted({(self._tenant, row[0], row[1], now, 0) for row in distinct})
 
         def work() -> None:
             if event_rows:
@@ -161,6 +323,12 @@ class MetricCounts:
                     " VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT (tenant, rule, day, external_id, value) DO NOTHING",
                     distinct_rows,
+                )
+                self._store.executemany(
+                    "INSERT INTO tp_metric_days (tenant, rule, day, touched_at, closed)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, rule, day)"
+                    " DO UPDATE SET touched_at = excluded.touched_at",
+                    touched,
                 )
 
         self._store.atomic(work)

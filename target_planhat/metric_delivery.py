@@ -5,7 +5,11 @@ that covers a batch waits for both. Per rule, the events already counted (in thi
 earlier run: ``metric_counts``) are dropped; the rest become one point per rule, day and object:
 the run's increment for ``count`` / ``sum``, the day's distinct total for ``count_distinct``.
 Each POST's events are committed as counted right after Planhat acknowledged it, so a kill
-between the two re-sends at most that one POST, like the activities.
+between the two re-sends at most that one POST, like the activities. All of it (which events are
+new, the totals, the POSTs, the commits) happens under ``MetricCounts.exclusive``: another run
+of the same tenant waits, so its ``count_distinct`` totals include what this one committed and
+reach Planhat after this one's. Events of a ``count_distinct`` day that is closed (its values
+pruned after ``ledger_ttl_days`` without a new one) are skipped, never sent as a smaller total.
 
 Dry run writes the points to the dry-run file (each line ``{"dimensiondata": point}``) and
 stores nothing: counts are kept in memory for the run only.
@@ -13,6 +17,7 @@ stores nothing: counts are kept in memory for the run only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -44,6 +49,10 @@ class Seen(NamedTuple):
 class Counts(Protocol):
     def counted(self, rule: str, event_ids: Sequence[str]) -> set[str]: ...
 
+    def closed_days(self, rule: str, days: Sequence[str]) -> set[str]: ...
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]: ...
+
     def distinct_totals(self, rule: str, day: str, new: dict[str, set[str]]) -> dict[str, int]: ...
 
     def commit(
@@ -62,6 +71,12 @@ class MemoryCounts:
 
     def counted(self, rule: str, event_ids: Sequence[str]) -> set[str]:
         return {event_id for event_id in event_ids if (rule, event_id) in self._events}
+
+    def closed_days(self, rule: str, days: Sequence[str]) -> set[str]:
+        return set()  # nothing is pruned within one dry run
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # stores nothing: nothing to share
 
     def distinct_totals(self, rule: str, day: str, new: dict[str, set[str]]) -> dict[str, int]:
         return {
@@ -128,18 +143,33 @@ class MetricDelivery:
     def _new(self, seen: Sequence[Seen]) -> list[Seen]:
         """Drop what each rule already counted: earlier in this batch, or in the store."""
         by_rule: dict[int, list[Seen]] = {}
+        duplicates = 0
         for item in seen:
             by_rule.setdefault(item.observation.rule, []).append(item)
         fresh: list[Seen] = []
         for rule_index, items in by_rule.items():
             rule = self._rules[rule_index]
+            closed: set[str] = set()
+            if rule.aggregate == "count_distinct":
+                closed = self._counts.closed_days(
+                    rule.key, sorted({item.observation.day for item in items})
+                )
+            if closed:
+                kept = [item for item in items if item.observation.day not in closed]
+                with self._report.lock:
+                    self._report.metrics_skipped[f"{rule.label}: day closed"] += len(items) - len(
+                        kept
+                    )
+                items = kept
             known = self._counts.counted(rule.key, [item.event_id for item in items])
             for item in items:
                 if item.event_id not in known:
                     known.add(item.event_id)
                     fresh.append(item)
+                else:
+                    duplicates += 1
         with self._report.lock:
-            self._report.metrics_duplicates_skipped += len(seen) - len(fresh)
+            self._report.metrics_duplicates_skipped += duplicates
         return fresh
 
     def _points(self, fresh: Sequence[Seen]) -> list[_Point]:
@@ -188,6 +218,10 @@ class MetricDelivery:
         """Send (or write) the batch's new points; commit each POST's events once acknowledged."""
         if not seen:
             return
+        with self._counts.exclusive():
+            self._deliver(seen)
+
+    def _deliver(self, seen: Sequence[Seen]) -> None:
         fresh = self._new(seen)
         if not fresh:
             return

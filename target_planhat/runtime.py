@@ -126,7 +126,9 @@ class Runtime:
             counts = MemoryCounts()
         else:
             self.metric_store = self._shared_store()
-            counts = MetricCounts(self.metric_store, settings.ledger_ttl_days)
+            counts = MetricCounts(
+                self.metric_store, settings.ledger_ttl_days, sleep=self.guard.sleep
+            )
             self.metric_client = PlanhatClient(
                 settings.api_url,
                 settings.tenant_token,
