@@ -27,10 +27,10 @@ import click
 from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._classproperty import classproperty
-from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.target_base import Target
+from typing_extensions import override
 
-from target_planhat import about, commands, redact
+from target_planhat import about, commands, redact, sdk_fast
 from target_planhat.checkpoints import Checkpoint
 from target_planhat.errors import StoreError
 from target_planhat.planhat import PlanhatError
@@ -95,8 +95,8 @@ class TargetPlanhat(Target):
         self.runtime = Runtime(compile_settings(self.config), self.plugin_version or "")
         self._next_report = time.monotonic() + self.runtime.settings.checkpoint_seconds
         self._next_check = 0.0
-        # stream name -> its PlanhatSink when the record path may be shortened, else None.
-        self._direct: dict[str, PlanhatSink | None] = {}
+        # The SDK's record path without its no-op steps, for streams no stream map touches.
+        self._direct = sdk_fast.DirectPath(self, PlanhatSink)
         self._log_outputs()
         reader = self.message_reader
         # Before any input: Planhat's ids loaded when due, held activities released / expired.
@@ -133,6 +133,7 @@ class TargetPlanhat(Target):
                     "(dry_run_writes_state is false)"
                 )
 
+    @override
     def _validate_config(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         # Internal hook, overridden so the token is masked before the SDK logs anything about
         # the config (validation messages can quote values).
@@ -150,6 +151,7 @@ class TargetPlanhat(Target):
             ) from None
 
     @classmethod
+    @override
     def get_singer_command(cls) -> click.Command:
         # The one hook for the CLI: the SDK's help says only "Execute the Singer target.";
         # the CLI's own flags live in commands.py.
@@ -158,6 +160,7 @@ class TargetPlanhat(Target):
         return commands.extend(command, cls)
 
     @classmethod
+    @override
     def print_about(cls, output_format: str | None = None) -> None:
         # The SDK's text form has no descriptions or defaults, its markdown form None for
         # defaults the SDK applies without declaring them (batch_size_rows).
@@ -171,6 +174,7 @@ class TargetPlanhat(Target):
         return schema
 
     @classproperty
+    @override
     def _env_var_config(cls) -> dict[str, t.Any]:
         # Internal SDK hook (``--config ENV``), overridden so environment values reach
         # check_config as the strings they are: the SDK reads "yes" as true and "x" as an
@@ -179,6 +183,7 @@ class TargetPlanhat(Target):
         as_text = {"properties": {name: {"type": ["string"]} for name in properties}}
         return parse_environment_config(as_text, cls._env_var_prefix)
 
+    @override
     def _setup_signal_handlers(self) -> None:
         # Internal hook: replace the SDK's handler, which drains from inside the signal handler.
         if sys.platform != "win32":
@@ -198,76 +203,30 @@ class TargetPlanhat(Target):
         assert self.runtime is not None
         return self.runtime
 
+    @override
     def _process_record_message(self, message_dict: dict) -> None:
+        # Counts and the line number for the report and errors; stop, fail or checkpoint after.
         runtime = self._rt
         runtime.seq += 1
         runtime.report.received += 1
         runtime.line_number = self.message_reader.line_number  # type: ignore[attr-defined]
-        stream = message_dict.get("stream")
-        sink = None
-        if type(stream) is str:
-            try:
-                sink = self._direct[stream]
-            except KeyError:
-                sink = self._direct[stream] = self._direct_sink(stream)
+        sink = self._direct.sink_for(message_dict.get("stream"))
         record = message_dict.get("record")
         if sink is None or type(record) is not dict:
             super()._process_record_message(message_dict)
         else:
-            self._process_record_directly(sink, record)
+            self._direct.process(sink, record)
         self._after_message()
 
-    def _direct_sink(self, stream: str) -> PlanhatSink | None:
-        """The stream's sink if its records may skip the SDK's stream-map step, else None.
-
-        Only when no stream map touches the stream (one identity map, same name, no
-        flattening) and no `_sdc` metadata is added: then the SDK's copy and transform of each
-        record are no-ops, and the rest of its record path is repeated in
-        :meth:`_process_record_directly`.
-        """
-        maps = self.mapper.stream_maps.get(stream) or []
-        if len(maps) != 1:
-            return None
-        only = maps[0]
-        if type(only) is not SameRecordTransform or only.stream_alias != stream:
-            return None
-        if only.flattening_enabled:
-            return None
-        sink = self._sinks_active.get(stream)
-        if type(sink) is not PlanhatSink or sink.include_sdc_metadata_properties:
-            return None
-        return sink
-
-    def _process_record_directly(self, sink: PlanhatSink, record: dict) -> None:
-        """The SDK's ``Target._process_record_message`` (singer-sdk 0.54) for one identity map,
-        without its per-record ``copy.copy``, map transform and sink lookup: those cost ~10% of
-        a run here and change nothing for such a stream (see :meth:`_direct_sink`). Keep in step
-        with the SDK's method when upgrading; tests/test_core.py runs its standard suite.
-        """
-        context = sink._get_context(record)
-        sink._remove_sdc_metadata_from_record(record)
-        sink._validate_and_parse(record)
-        record = sink.preprocess_record(record, context)
-        sink._singer_validate_message(record)
-        sink.tally_record_read()
-        sink.process_record(record, context)
-        sink.record_counter_metric.increment()
-        if sink.is_full:
-            self.logger.info(
-                "Target sink for '%s' is full. Current size is '%s'. Draining...",
-                sink.stream_name,
-                sink.current_size,
-            )
-            self.drain_one(sink)
-        # The SDK's 5-minute record age check runs in _checkpoint_if_due instead: as often as
-        # every 0.2 s, and while the tap is quiet too.
-
+    @override
     def _process_schema_message(self, message_dict: dict) -> None:
-        # A SCHEMA can replace a stream's sink or its stream maps.
-        self._direct.clear()
+        # A SCHEMA can replace a stream's sink or its stream maps: the direct path forgets them.
+        self._direct.forget()
         super()._process_schema_message(message_dict)
 
+    @override
     def _process_state_message(self, message_dict: dict) -> None:
+        # STATE timing: checkpoints learns where it arrived; it is written once acknowledged.
         before = self._latest_state
         super()._process_state_message(message_dict)
         if self._latest_state is not before and self._latest_state is not None:
@@ -312,6 +271,7 @@ class TargetPlanhat(Target):
         if checkpoint is not None:
             self._emit_state(checkpoint)
 
+    @override
     def _write_state_message(self, state: dict) -> None:
         # Called by the SDK at the end of drain_all() with its newest STATE: every batch has
         # been handed over, so once the one in flight is acknowledged (its failure raises) the
@@ -332,7 +292,9 @@ class TargetPlanhat(Target):
             runtime.checkpoints.written(checkpoint)
             runtime.report.states_written += 1
 
+    @override
     def process_endofpipe(self) -> None:
+        # End of input: wait for the batch in flight, settle the dead letters, final report.
         super().process_endofpipe()
         runtime = self._rt
         runtime.sender.wait()  # drain_all() waits only when there is a STATE to write

@@ -1,4 +1,4 @@
-"""The shortened record path (``TargetPlanhat._process_record_directly``) and the SDK's own.
+"""The shortened record path (``sdk_fast.DirectPath``) and the SDK's own.
 
 Streams without stream maps skip the SDK's per-record copy and transform; streams with
 ``stream_maps`` or flattening take the SDK's full path. Both must give what the SDK would.
