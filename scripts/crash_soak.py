@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Crash soak: ``kill -9`` target-planhat at many random points, resume each time, count.
 
-The harness of ``tests/e2e/test_crash_resume.py`` (the real CLI, real HTTP to a receiver on
-127.0.0.1, dedupe on, resume from the last bookmark as Meltano would), with more kill points.
+The harness of ``tests/e2e/test_crash_resume.py``, ``tests/support/crash_chain.py`` (the real CLI,
+real HTTP to a receiver on 127.0.0.1, dedupe on, resume from the last bookmark as Meltano would),
+with more kill points.
 Every chain's guarantees are asserted as in the tests; the figures are printed at the end.
 
     .venv/bin/python scripts/crash_soak.py            # 200 kill points
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.test_crash_resume import check_chain, jittery_planhat, run_chain  # noqa: E402
+from tests.support.crash_chain import check_chain, jittery_planhat, run_chain  # noqa: E402
 from tests.support.receiver import PlanhatReceiver  # noqa: E402
 
 

@@ -174,31 +174,6 @@ def last_state_of(fixture: Path) -> Any:
     return states[-1]
 
 
-def test_every_tap_has_a_fixture():
-    names = {path.name for path in FIXTURES}
-    assert {
-        "airbyte_source_amplitude.singer.jsonl",
-        "tap_amplitude_api.singer.jsonl",
-        "tap_amplitude_snowflake.singer.jsonl",
-        "graet_tap_amplitude.singer.jsonl",
-        "hotglue_tap_amplitude.singer.jsonl",
-        "raw_export.singer.jsonl",
-    } <= names
-
-
-def test_fixtures_are_what_the_generator_writes(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("generate_taps", TAPS_DIR / "generate.py")
-    assert spec and spec.loader
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    for name, build in generator.FIXTURES.items():
-        assert (TAPS_DIR / name).read_text(encoding="utf-8") == "\n".join(
-            build(generator.EVENTS)
-        ) + "\n", name
-
-
 @pytest.fixture(scope="module")
 def default_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("default")

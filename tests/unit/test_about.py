@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 from singer_sdk.sinks import BatchSink
 
-from target_planhat.about import HELP, render, with_real_defaults
+from target_planhat.about import render, with_real_defaults
 from target_planhat.target import TargetPlanhat
-from tests.support.cli import TARGET_BIN
 
 
 def _about(fmt: str | None) -> str:
@@ -55,12 +53,3 @@ def test_markdown_shows_real_defaults_not_none() -> None:
 def test_json_keeps_the_whole_schema_with_real_defaults() -> None:
     data = json.loads(_about("json"))
     assert data["settings"]["properties"]["batch_size_rows"]["default"] == 10000
-
-
-def test_cli_about_and_help() -> None:
-    about = subprocess.run([TARGET_BIN, "--about"], capture_output=True, text=True, check=True)
-    assert "  - Name: ledger_path\n" in about.stdout and "Default: 10000" in about.stdout
-    helped = subprocess.run([TARGET_BIN, "--help"], capture_output=True, text=True, check=True)
-    assert "Send Amplitude events to Planhat as User Activities" in helped.stdout
-    assert "Execute the Singer target." not in helped.stdout
-    assert HELP.split(".")[0] in " ".join(helped.stdout.split())

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import pytest
@@ -801,3 +802,34 @@ def test_the_usual_repr_bag_takes_the_fast_path() -> None:
     text = "{'plan': 'pro', 'ok': True, 'none': None, 'n': -5, 'f': 1.5e-07, 'l': ['a', {}]}"
     assert _shapes._repr_as_json(text) is not None
     _same_bag(text)
+
+
+# --- the tap fixtures (tests/data/taps/) the end-to-end tests feed the CLI --------------------
+
+TAPS_DIR = Path(__file__).resolve().parents[1] / "data" / "taps"
+FIXTURES = sorted(TAPS_DIR.glob("*.singer.jsonl"))
+
+
+def test_every_tap_has_a_fixture():
+    names = {path.name for path in FIXTURES}
+    assert {
+        "airbyte_source_amplitude.singer.jsonl",
+        "tap_amplitude_api.singer.jsonl",
+        "tap_amplitude_snowflake.singer.jsonl",
+        "graet_tap_amplitude.singer.jsonl",
+        "hotglue_tap_amplitude.singer.jsonl",
+        "raw_export.singer.jsonl",
+    } <= names
+
+
+def test_fixtures_are_what_the_generator_writes(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_taps", TAPS_DIR / "generate.py")
+    assert spec and spec.loader
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    for name, build in generator.FIXTURES.items():
+        assert (TAPS_DIR / name).read_text(encoding="utf-8") == "\n".join(
+            build(generator.EVENTS)
+        ) + "\n", name

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from target_planhat.settings import ConfigError, compile_settings
-from target_planhat.store import PostgresStore, Store, mask_url, open_store
+from target_planhat.store import Store, mask_url, open_store
 from tests.support.cli import base_config
 from tests.support.postgres import PASSWORD, PostgresServer, StoreBackend
 
@@ -196,15 +196,3 @@ def test_both_ledger_settings_is_an_error_naming_both(tmp_path: Path) -> None:
     config = base_config(tmp_path, tenant_token="t" * 8, ledger_url="postgresql://u:p@h/d")
     with pytest.raises(ConfigError, match=r"^ledger_path, ledger_url: "):
         compile_settings(config)
-
-
-def test_postgres_is_imported_lazily() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, target_planhat.target, target_planhat.store\nprint('psycopg' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-    assert PostgresStore.kind == "postgres"
