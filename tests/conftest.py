@@ -1,4 +1,5 @@
-"""Session-wide fixtures: a real PostgreSQL server, and ``store_backend`` for both backends.
+"""Session-wide fixtures: a real PostgreSQL server, and ``store_backend`` for both backends;
+the hypothesis profile: full example counts unless the run leaves out the slow tests.
 
 The server starts once, on first use, and each test gets a database of its own. Without server
 binaries the PostgreSQL cases skip, naming what to install; with ``CI=true`` they fail instead,
@@ -12,8 +13,35 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.mark.expression import Expression
 
+from tests.support import examples
 from tests.support.postgres import INSTALL_HINT, PostgresServer, StoreBackend, start_server
+
+
+def _leaves_out_slow(markexpr: str) -> bool:
+    """Whether ``-m markexpr`` deselects a test marked only ``slow`` (the quick run)."""
+    if not markexpr:
+        return False
+    try:
+        return not Expression.compile(markexpr).evaluate(lambda name, **_: name == "slow")
+    except Exception:  # pytest reports a bad expression itself
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before any test module is imported, so ``examples(N)`` in their decorators sees it.
+    chosen = config.getoption("hypothesis_profile", None)
+    if chosen in ("full", "quick"):
+        examples.use(chosen)
+    elif not chosen and _leaves_out_slow(config.getoption("markexpr", "") or ""):
+        examples.use("quick")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from hypothesis import settings
+
+    return f"hypothesis: {settings.get_current_profile_name()} profile (tests/support/examples.py)"
 
 
 @pytest.fixture(scope="session")

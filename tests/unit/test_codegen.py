@@ -19,6 +19,7 @@ from target_planhat import shapes
 from target_planhat.codegen import Source, SourceError
 from target_planhat.mapping import ActivityMapper
 from target_planhat.paths import CompiledPath, PathError
+from tests.support.examples import examples
 from tests.support.mapping_reference import ReferenceMapper
 
 PACKAGE = Path(shapes.__file__).resolve().parent
@@ -58,7 +59,7 @@ _values = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @example(steps=[(key, key, None) for key in HOSTILE], values=HOSTILE, aliases=[])
 @given(
     steps=st.lists(st.tuples(_text, _text, _kinds), max_size=8, unique_by=lambda step: step[0]),
@@ -103,7 +104,7 @@ def _quoted_path(key: str) -> str | None:
 _keys = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=8))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @example(keys=HOSTILE, prefix="x'] = 1 #", values=HOSTILE, as_object=True)
 @example(keys=HOSTILE, prefix="\n", values=HOSTILE, as_object=False)
 @given(

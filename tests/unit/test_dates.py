@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from target_planhat.dates import to_iso_utc
 from tests.support.dates_reference import outcome, reference_to_iso_utc, time_values
+from tests.support.examples import examples
 
 UTC = dt.timezone.utc
 
@@ -137,7 +138,7 @@ _LAYOUTS = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 31)),
     st.sampled_from(range(len(_LAYOUTS))),
@@ -152,7 +153,7 @@ def test_text_fast_path_agrees_with_datetime_formatting(moment, layout):
 # (tests/support/dates_reference.py: a frozen copy of to_iso_utc before its hot path was tuned)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(time_values)
 def test_same_outcome_as_reference(value):
     assert outcome(to_iso_utc, value) == outcome(reference_to_iso_utc, value)

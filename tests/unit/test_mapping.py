@@ -19,6 +19,7 @@ from target_planhat.mapping import (
     MappingError,
 )
 from target_planhat.paths import CompiledPath
+from tests.support.examples import examples
 from tests.support.mapping_reference import ReferenceMapper
 
 EVENT = {
@@ -355,7 +356,7 @@ _ONE_AND_TRUE = [{"user_properties": {1: "a"}}, {"user_properties": {True: "b"}}
 _LIST_MATCHES = {"groups": {"company": [None, "x"]}, "data": [["y", "z"]]}
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(  # two unprefixed objects sharing a key: the later one wins
     mapping={"info": ["$.event_properties", "$.user_properties"]},
     include=None,

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from jsonpath_ng.ext import parse
 
 from target_planhat.paths import CompiledPath, PathError
+from tests.support.examples import examples
 
 KEYS = ["a", "b", "user_id", "groups", "company", "$insert_id", "a b", "x-y", "a.b", "0", ""]
 IDENTIFIERS = ["a", "b", "user_id", "groups", "company"]
@@ -66,20 +67,20 @@ def check(expression, doc):
     assert CompiledPath(expression).values(doc) == expected
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(plain_paths, documents)
 def test_plain_paths_take_the_direct_route_and_match_jsonpath_ng(expression, doc):
     assert CompiledPath(expression).is_plain
     check(expression, doc)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(any_paths, documents)
 def test_any_path_matches_jsonpath_ng(expression, doc):
     check(expression, doc)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(plain_paths, documents)
 def test_paths_under_an_event_shaped_document(expression, doc):
     event = {"a": doc, "b": [doc, None, 3], "groups": {"company": [doc, "acme"]}, "0": None}
@@ -152,7 +153,7 @@ def test_bad_paths_raise_path_error(expression):
         CompiledPath(expression)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(any_paths, st.dictionaries(st.sampled_from(KEYS), documents, max_size=5))
 def test_root_field_is_all_a_path_reads(expression, doc):
     """A path with a ``root_field`` finds the same values in a record cut down to that field:

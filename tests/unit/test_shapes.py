@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from target_planhat import shapes
 from target_planhat import shapes as _shapes
 from target_planhat.shapes import MAX_BAG_CHARS, parse_bag, to_canonical
+from tests.support.examples import examples
 
 UTC = dt.timezone.utc
 PROPS = {"plan": "pro", "n": 1, "ok": True, "off": False, "x": None, "nested": {"a": [1, 2.5]}}
@@ -377,7 +378,7 @@ _bag_texts = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.dictionaries(
         st.one_of(_interesting_keys, st.text(max_size=12)),
@@ -506,7 +507,7 @@ def test_canonicalizer_none_is_to_canonical():
     assert repr(to_canonical(record)) == repr(canonicalize(record))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(
         st.tuples(st.one_of(_interesting_keys, st.text(max_size=8)), _json_values), max_size=10
@@ -649,7 +650,7 @@ _field_sets = st.one_of(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.lists(st.tuples(_key_pool, _any_value), max_size=14), _field_sets)
 def test_canonicalizer_is_to_canonical_restricted(pairs, fields):
     record = dict(pairs)
@@ -663,7 +664,7 @@ _INSERT_ID_SPELLINGS = sorted(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -735,13 +736,13 @@ _repr_values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.dictionaries(st.text(max_size=8), _repr_values, max_size=6) | st.lists(_repr_values))
 def test_repr_bags_parse_as_literal_eval_does(value) -> None:
     _same_bag(repr(value))
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(
     st.lists(
         st.sampled_from(

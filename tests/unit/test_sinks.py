@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from target_planhat.errors import RecordSchemaError
 from target_planhat.sinks import FastValidator
+from tests.support.examples import examples
 
 TYPES = ["null", "string", "boolean", "integer", "number", "object", "array"]
 values = st.one_of(
@@ -38,7 +39,7 @@ def _reference_accepts(schema: dict, record: dict) -> bool:
     return True
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(flat_schemas, records)
 def test_fast_accept_agrees_with_fastjsonschema(schema: dict, record: dict) -> None:
     validator = FastValidator(schema)

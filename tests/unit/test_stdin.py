@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from target_planhat import stdin
 from target_planhat.stdin import IdleAwareLines
+from tests.support.examples import examples
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
@@ -32,7 +33,7 @@ def test_lines(monkeypatch, chunk, data, lines):
     assert list(IdleAwareLines(io.BytesIO(data))) == lines
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=20),
     st.integers(1, 40),

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from target_planhat.validate import DEFAULT_MAX_EVENT_BYTES, InvalidActivity, encode_activity
 from tests.support.dates_reference import canonical_texts, reference_to_iso_utc, time_values
+from tests.support.examples import examples
 
 
 def activity(**fields: Any) -> dict[str, Any]:
@@ -201,7 +202,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(info=st.dictionaries(st.text(max_size=8), json_values, max_size=6))
 def test_valid_activity_round_trips(info):
     value = activity(info=info)
@@ -219,7 +220,7 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     info=st.dictionaries(
         st.text(max_size=4),
@@ -490,7 +491,7 @@ def activities(draw: st.DrawFn) -> dict[str, Any]:
 max_sizes = st.one_of(st.just(DEFAULT_MAX_EVENT_BYTES), st.integers(min_value=0, max_value=400))
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(value=activities(), max_event_bytes=max_sizes)
 def test_same_outcome_as_reference(value, max_event_bytes):
     assert _encode_outcome(encode_activity, value, max_event_bytes) == _encode_outcome(
@@ -519,7 +520,7 @@ def typical_activities(draw: st.DrawFn) -> dict[str, Any]:
     return value
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(value=typical_activities())
 def test_same_outcome_as_reference_for_typical_activities(value):
     assert _encode_outcome(encode_activity, value, DEFAULT_MAX_EVENT_BYTES) == _encode_outcome(
@@ -527,7 +528,7 @@ def test_same_outcome_as_reference_for_typical_activities(value):
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(deep=_deeps, beside=st.sampled_from([None, 1.5, math.nan, "null", [None]]))
 def test_same_outcome_as_reference_at_the_depth_limits(deep, beside):
     """Chains of containers around orjson's and the walk's depth limits, a null or NaN beside."""
