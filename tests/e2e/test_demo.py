@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.meltano import MELTANO
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "amplitude-events.singer.jsonl"
 DRY_RUN = ROOT / "output" / "planhat-dry-run.jsonl"
 REJECTED = ROOT / "output" / "planhat-rejected.jsonl"
 REPORT = ROOT / "output" / "planhat-report.json"
-MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 STATE_ID = "dev:tap-amplitude-sample-to-target-planhat"
 
 pytestmark = pytest.mark.slow

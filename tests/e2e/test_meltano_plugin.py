@@ -12,58 +12,23 @@ so only the loader is installed.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
-DEFINITION = ROOT / "plugin" / "target-planhat.yml"
-SAMPLE = ROOT / "data" / "sample" / "amplitude-events.singer.jsonl"
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MELTANO_", "TARGET_PLANHAT_"))}
-    env.update({"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"})
-    return env
-
-
-def _meltano(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(MELTANO), *args],
-        cwd=project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert result.returncode == 0, (
-        f"meltano {' '.join(args)} exited {result.returncode}\n"
-        f"--- stdout ---\n{result.stdout[-3000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
-    )
-    return result
+from tests.support.meltano import DEFINITION, ROOT, SAMPLE, demo_meltano, run_meltano
 
 
 @pytest.fixture(scope="module")
 def meltano() -> Path:
-    """The demo's Meltano venv, built by scripts/demo.sh on this Python when it is missing."""
-    if not MELTANO.exists():
-        built = subprocess.run(
-            ["bash", "scripts/demo.sh"],
-            cwd=ROOT,
-            env={**_env(), "PYTHON": sys.executable},
-            capture_output=True,
-            text=True,
-            timeout=20 * 60,
-            check=False,
-        )
-        assert built.returncode == 0, built.stderr[-6000:]
-    return MELTANO
+    """The demo's Meltano venv (tests/support/meltano.py), built by scripts/demo.sh when missing."""
+    return demo_meltano()
+
+
+def _meltano(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return run_meltano(project, *args, timeout=timeout)
 
 
 def _sample_users() -> dict[str, str]:
