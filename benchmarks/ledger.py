@@ -76,6 +76,24 @@ def _measure(ledger: Ledger, next_id: int, samples: int) -> tuple[float, float, 
     return statistics.median(lookups), statistics.median(records), statistics.median(both)
 
 
+def _fill(ledger: Ledger, filled: int, upto: int, now: float) -> None:
+    """Record ids ``filled`` to ``upto`` as a 7-day ledger holds them at every size.
+
+    Batch after batch goes round the 7 days before today and today, so at each checkpoint every
+    day's table holds an eighth of the ids (today's included: the end of a busy day, when the
+    measured batches record into the fullest table and the lookups probe the most). Within a
+    day the batches are spread over its 24 hours, as a run every so often would record them.
+    """
+    for start in range(filled, upto, BATCH):
+        number = start // BATCH
+        day_back = number % 8
+        hour = (number // 8) % 24
+        at = (int(now) // DAY - day_back) * DAY + hour * 3600 + 60
+        ledger.record(_ids(start, min(BATCH, upto - start)), at)
+        if number % 100 == 99:
+            print(f"  filled {start + BATCH:,}", file=sys.stderr, flush=True)
+
+
 def run(store: Store, total: int, samples: int, checkpoints: list[int]) -> None:
     ledger = Ledger(store, ttl_days=7)
     now = time.time()
@@ -86,14 +104,8 @@ def run(store: Store, total: int, samples: int, checkpoints: list[int]) -> None:
     print(f"\n{store.kind}: {store.location}")
     print(f"{'ids':>12} {'lookup ms':>10} {'record ms':>10} {'both ms':>9} {'x empty':>8}")
     for checkpoint in checkpoints:
-        while filled < checkpoint:
-            count = min(BATCH * 10, checkpoint - filled)
-            # Spread over the 7 days before today and today, as a 7-day ledger holds them:
-            # the measured batches go into today's table, which holds an eighth of them.
-            day_back = 7 - (filled * 8 // total)
-            for start in range(filled, filled + count, BATCH):
-                ledger.record(_ids(start, min(BATCH, filled + count - start)), now - day_back * DAY)
-            filled += count
+        _fill(ledger, filled, checkpoint, now)
+        filled = checkpoint
         lookup, record, both = _measure(ledger, next_id, samples)
         next_id += samples * BATCH
         base = base or both
