@@ -155,3 +155,38 @@ def test_moving_a_sqlite_ledger_into_postgres(postgres_url: str, tmp_path: Path)
     assert target.known(["old-0", "old-2999", "new-1"]) == {"old-0", "old-2999", "new-1"}
     source.close()
     target.store.close()
+
+
+def test_pruning_drops_whole_day_tables_and_leaves_the_rest_as_they_were(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    """Pruning costs what it drops: an expired day goes as one table, the kept ones untouched."""
+    ledger = Ledger(store_backend.open(tmp_path), ttl_days=7)
+    now = time.time()
+    for days_ago, count in ((9, 300), (8, 200), (3, 100), (0, 50)):
+        ledger.record([f"d{days_ago}-{i}" for i in range(count)], at=now - days_ago * 86400)
+    before = {t: ledger._rows(t) for t in ledger._partitions()}
+    assert sorted(before.values()) == [50, 100, 200, 300]
+    assert ledger.prune(7) == 500
+    after = {t: ledger._rows(t) for t in ledger._partitions()}
+    # The two expired days are gone as tables (not emptied row by row); the others kept every id.
+    assert set(after) == {t for t, n in before.items() if n in (100, 50)}
+    assert after == {t: before[t] for t in after}
+    assert set(ledger.store.tables(ledger._prefix)) == set(after)
+    assert ledger.prune(7) == 0 and ledger._partitions() == list(after)
+    ledger.store.close()
+
+
+def test_a_batch_is_found_whatever_order_and_sign_its_keys_have(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    """Keys travel sorted as bytes (negative halves last): every one is still found."""
+    ledger = Ledger(store_backend.open(tmp_path))
+    ids = [f"id-{i}" for i in range(3000)]
+    keys = [id_key(i) for i in ids]
+    assert {k[0] < 0 for k in keys} == {True, False}
+    ledger.record(ids[::2])
+    assert ledger.known(ids[::-1]) == set(ids[::2])
+    ledger.record(ids)  # half already there: the rest added, none twice
+    assert ledger.count() == 3000 and ledger.known(ids) == set(ids)
+    ledger.store.close()
