@@ -27,7 +27,7 @@ from tests.support.cli import (
     singer_lines,
     write_config,
 )
-from tests.support.planhat_rest import REST_TOKEN, PlanhatRestStandIn
+from tests.support.planhat_rest import REST_TOKEN, Answer, PlanhatRestStandIn
 from tests.support.postgres import StoreBackend
 from tests.support.receiver import TOKEN, PlanhatReceiver, Reply
 
@@ -166,11 +166,15 @@ def test_held_past_hold_days_go_to_the_dead_letter_file(tmp_path: Path):
     assert all("unknown_company 'co-new'" in x["detail"] for x in lines)
 
 
-def test_kill_9_during_the_release_then_resume_sends_each_once(tmp_path: Path):
+def test_kill_9_during_the_release_then_resume_sends_each_once(
+    tmp_path: Path, store_backend: StoreBackend
+):
+    """In both stores: the hold, the ledger and the cached ids live where the ledger lives."""
     count = 400
     with PlanhatReceiver(lambda i, body: Reply(delay=0.05)) as planhat, rest_stand_in() as rest:
         # Small POSTs: the release takes many, and the kill lands in the middle of them.
         cfg = config(tmp_path, planhat, rest, max_request_bytes=4000, max_event_bytes=3000)
+        cfg = store_backend.configure(cfg)
         first = run_target(cfg, singer_lines(events(count)), tmp_path)
         assert first.returncode == 0, first.stderr
         assert first.report is not None and first.report["held"] == count // 2
@@ -235,3 +239,49 @@ def test_both_tokens_in_no_byte_of_output_at_debug(tmp_path: Path, answer: str):
     for name, data in outputs.items():
         for secret in (TOKEN, token):
             assert secret.encode() not in data, f"a token leaked into {name}"
+
+
+def test_429_while_loading_ids_waits_and_the_run_completes(tmp_path: Path):
+    """The REST API answers 429 twice while the ids load: once with ``Retry-After``, once with
+    Planhat's ``X-Rate-Limit-*`` headers. The run waits as told, asks for the same page again,
+    and holds and sends exactly what it would have without the 429s."""
+    arrived: dict[int, float] = {}
+
+    def script(index: int, path: str, query: dict[str, str]) -> Answer | None:
+        arrived[index] = time.monotonic()
+        if index == 1:  # the second page of companies
+            return Answer(429, {"Retry-After": "1"}, b'{"error": "Too many requests"}')
+        if index == 4:  # the first page of end users
+            headers = {
+                "X-Rate-Limit-Limit": "200",
+                "X-Rate-Limit-Remaining": "0",
+                "X-Rate-Limit-Reset": "1",
+            }
+            return Answer(429, headers, b'{"error": "Too many requests"}')
+        return None
+
+    with PlanhatReceiver() as planhat, rest_stand_in(script=script) as rest:
+        cfg = config(tmp_path, planhat, rest, planhat_ids_ttl_minutes=60)
+        result = run_target(cfg, singer_lines(events(20), state_every=10), tmp_path)
+        assert result.returncode == 0, result.stderr
+        requests = rest.list_requests()
+    report = result.report
+    assert report is not None
+    assert (report["sent"], report["held"]) == (10, 10)
+    assert report["held_by"] == {"unknown_company": 10}
+    assert set(kept_numbers(planhat)) == {n for n in range(1, 21) if n % 2}
+    assert result.states[-1] == {"bookmarks": {"events": {"n": 20}}}
+    # Each refused page was asked for again, no earlier than the server said.
+    calls = [(r.path, r.query.get("offset"), r.status) for r in requests]
+    assert calls[:7] == [
+        ("/companies", "0", 200),
+        ("/companies", "5000", 429),
+        ("/companies", "5000", 200),
+        ("/companies", "10000", 200),
+        ("/endusers", "0", 429),
+        ("/endusers", "0", 200),
+        ("/endusers", "2000", 200),
+    ]
+    assert arrived[2] - arrived[1] >= 1.0 and arrived[5] - arrived[4] >= 1.0
+    retries = [line for line in result.stderr.splitlines() if "HTTP 429" in line]
+    assert len(retries) == 2 and all("retry 1 in 1.0s" in line for line in retries)
