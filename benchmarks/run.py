@@ -14,9 +14,15 @@ runs, alternating, ``--rounds`` times each:
     speed (MsgSpecReader, ``validate_records: false``, no timestamp parsing). No SDK target can
     be faster per record, so d/c bounds a/c for any target built on the SDK.
 
-Prints events/s per round, the medians, a/b and a/c, peak RSS of (a), and the per-record cost of
-``shapes.to_canonical`` on each tap's shape. Only ratios from one run are comparable: the
-machine is shared.
+(e) (a) with three metric rules and a roll-up (issue 13); ``--skip-metrics`` leaves it out;
+(f) (a) with the unmatched hold (issue 12): ``planhat_api_token`` set and a Planhat REST stand-in
+    on 127.0.0.1 serving ``--rest-companies`` companies and ``--rest-endusers`` end users (the
+    ids are listed at start-up, as in a first run or one after ``planhat_ids_ttl_minutes``),
+    every activity checked, the few of one unknown company held; ``--skip-hold`` leaves it out.
+
+Prints events/s per round, the medians, a/b and a/c, e/a and f/a, peak RSS of (a), and the
+per-record cost of ``shapes.to_canonical`` on each tap's shape. Only ratios from one run are
+comparable: the machine is shared.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -34,16 +41,20 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # the REST stand-in of the tests (tests/support)
 
 import floor  # noqa: E402
 import generate  # noqa: E402
 import shape_cost  # noqa: E402
 from receiver import FastReceiver  # noqa: E402
 
+from tests.support.planhat_rest import PlanhatRestStandIn  # noqa: E402
+
 BIN = Path(sys.executable).parent
 TARGET = str(BIN / "target-planhat")
 TOKEN = "bench-token"
 CPU: list[float] = []  # CPU seconds of each subprocess, in order
+ID_LOADS: list[float] = []  # (f): seconds each run spent listing Planhat's ids (its log lines)
 
 
 def _spawn(
@@ -77,9 +88,11 @@ def _report(stderr: str) -> dict[str, Any]:
     return found
 
 
-# (e): three metric rules (issue 13's recipes) and a roll-up of the chattiest actions.
+# (e): three metric rules (issue 13's recipes) and a roll-up of the chattiest actions. The REST
+# token serves the metrics only: the id check is (f).
 METRICS_CONFIG: dict[str, Any] = {
     "planhat_api_token": "bench-api-token",
+    "check_planhat_ids": False,
     "metrics": [
         {
             "dimensionId": "daily_active_users",
@@ -102,6 +115,36 @@ METRICS_CONFIG: dict[str, Any] = {
     ],
     "rollup": {"actions": ["Clicked Button", "session_*"], "per": "hour"},
 }
+
+
+REST_TOKEN = "bench-rest-token"
+#: generate.py's companies are acme-0..acme-149 and its users user-0..user-1999; Planhat knows
+#: all but this company and its users, so about 1 activity in 150 is held.
+UNKNOWN_COMPANY = 149
+
+
+def rest_stand_in(companies: int, endusers: int) -> PlanhatRestStandIn:
+    """(f)'s Planhat REST API: the generator's companies and users among ``companies`` /
+    ``endusers`` in all (the rest fillers), all but one company and its users."""
+    known_companies = [f"acme-{n}" for n in range(150) if n != UNKNOWN_COMPANY]
+    fillers = [f"co-{n:06d}" for n in range(max(0, companies - len(known_companies)))]
+    known_users = [
+        {"externalId": f"user-{n}", "email": f"user{n}@example.com"}
+        for n in range(2000)
+        if n % 150 != UNKNOWN_COMPANY
+    ]
+    other_users = [
+        {"externalId": f"person-{n}", "email": f"person{n}@example.org"}
+        for n in range(max(0, endusers - len(known_users)))
+    ]
+    return PlanhatRestStandIn(
+        companies=known_companies + fillers, endusers=known_users + other_users, token=REST_TOKEN
+    )
+
+
+def hold_config(rest: PlanhatRestStandIn) -> dict[str, Any]:
+    """(f): the unmatched hold on, against the stand-in."""
+    return {"planhat_api_token": REST_TOKEN, "planhat_api_url": rest.url}
 
 
 def run_target(
@@ -134,6 +177,14 @@ def run_target(
             sys.exit(f"target-planhat failed ({code}):\n{stderr[-3000:]}")
         report = _report(stderr)
         sent = report.get("sent")
+        if extra and "metrics" not in extra:
+            # (f): every activity sent or held, some held, none unchecked.
+            held = report.get("held", 0)
+            if sent + held != expected or not held or report.get("sent_unmatched"):
+                sys.exit(f"target-planhat with the hold: unexpected report {report}")
+            loads = re.findall(r"Loaded \d+ \w+ ids from Planhat in ([\d.]+)s", stderr)
+            ID_LOADS.append(sum(float(x) for x in loads))
+            return seconds, rss
         if extra:
             # Rolled-up events arrive as fewer activities; metric points go to the same receiver.
             rolled = report["rollup_events"] - report["rollup_activities"]
@@ -204,6 +255,11 @@ def main() -> None:
         "--skip-metrics", action="store_true", help="leave out (e): metrics and a roll-up"
     )
     parser.add_argument(
+        "--skip-hold", action="store_true", help="leave out (f): the unmatched hold"
+    )
+    parser.add_argument("--rest-companies", type=int, default=12_000, metavar="N")
+    parser.add_argument("--rest-endusers", type=int, default=50_000, metavar="N")
+    parser.add_argument(
         "--latency",
         type=float,
         default=0.0,
@@ -226,6 +282,7 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         FastReceiver(latency=args.latency) as receiver,
+        rest_stand_in(args.rest_companies, args.rest_endusers) as rest,
     ):
         events_file = generate.write(Path(tmp) / "events.jsonl", args.events)
         expected = _expected(events_file)
@@ -237,7 +294,7 @@ def main() -> None:
         )
         # Events/s by wall time (what a user sees) and by CPU time of the process (user+system,
         # steadier on a shared machine).
-        rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "x": [], "e": []}
+        rates: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d", "x", "e", "f")}
         cpu_rates: dict[str, list[float]] = {k: [] for k in rates}
         rss_a: list[int] = []
         n = args.events
@@ -283,6 +340,19 @@ def main() -> None:
                     f"peak RSS {rss_e / 1024:.0f} MB)",
                     flush=True,
                 )
+            if not args.skip_hold:
+                seconds_f, rss_f = run_target(
+                    events_file, receiver, expected, extra=hold_config(rest)
+                )
+                rates["f"].append(n / seconds_f)
+                cpu_rates["f"].append(n / CPU[-1])
+                print(
+                    f"round {round_no}: (f) target-planhat, the hold ({args.rest_companies:,} "
+                    f"companies, {args.rest_endusers:,} end users): {rates['f'][-1]:8,.0f} ev/s "
+                    f"(cpu {cpu_rates['f'][-1]:,.0f}, peak RSS {rss_f / 1024:.0f} MB; "
+                    f"{ID_LOADS[-1]:.1f}s of {seconds_f:.1f}s listing the ids)",
+                    flush=True,
+                )
             if args.also:
                 seconds_x, rss_x = run_target(events_file, receiver, expected, args.also)
                 rates["x"].append(n / seconds_x)
@@ -312,6 +382,11 @@ def main() -> None:
                 print(
                     f"                (e) {med['e']:,.0f} ev/s with 3 metric rules and a "
                     f"roll-up   e/a = {med['e'] / med['a']:.2f}  e/b = {med['e'] / med['b']:.2f}"
+                )
+            if "f" in med:
+                print(
+                    f"                (f) {med['f']:,.0f} ev/s with the unmatched hold   "
+                    f"f/a = {med['f'] / med['a']:.2f}  f/b = {med['f'] / med['b']:.2f}"
                 )
             if args.also:
                 print(

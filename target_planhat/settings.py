@@ -188,7 +188,8 @@ SCHEMA = th.PropertiesList(
         th.NumberType,
         default=7,
         description="Ledger entries older than this many days are pruned (Amplitude's own "
-        "dedupe window).",
+        "dedupe window); so are the events metrics counted, and a count_distinct day that got no "
+        "new value for this long is closed (its later events are not counted).",
     ),
     th.Property(
         "on_invalid_record",
