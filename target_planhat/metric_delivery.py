@@ -156,10 +156,9 @@ class MetricDelivery:
                 )
             if closed:
                 kept = [item for item in items if item.observation.day not in closed]
+                skipped = len(items) - len(kept)
                 with self._report.lock:
-                    self._report.metrics_skipped[f"{rule.label}: day closed"] += len(items) - len(
-                        kept
-                    )
+                    self._report.metrics_skipped[f"{rule.label}: day closed"] += skipped
                 items = kept
             known = self._counts.counted(rule.key, [item.event_id for item in items])
             for item in items:
