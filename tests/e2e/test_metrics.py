@@ -20,6 +20,7 @@ from typing import Any
 from tests.support.cli import (
     TARGET_BIN,
     base_config,
+    event,
     run_target,
     schema_message,
     singer_lines,
@@ -483,3 +484,50 @@ def test_kill_chain_sends_no_increment_twice(store_backend: StoreBackend, tmp_pa
     assert sum(in_flight.values()) > 0  # the kills did land in metric POSTs
     # count_distinct (LAST): the last total sent per company and day is the true one.
     assert users_last == {key: len(users) for key, users in distinct.items()}
+
+
+def test_concurrent_runs_of_one_tenant_end_on_the_true_distinct_total(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    """Two pipelines, one store and tenant, the same company and day, different users, started
+    together, small batches and a slow Planhat so their metric POSTs interleave. The last point
+    Planhat keeps for the day (LAST) must be the distinct total of both: a run's stale total
+    arriving after the other's fresh one would leave it smaller."""
+    rule = {
+        "dimensionId": "active_users",
+        "externalId": "$.groups.company",
+        "aggregate": "count_distinct",
+        "value": "$.user_id",
+    }
+    per_run = 60
+    inputs = {
+        name: singer_lines(
+            [
+                event(n, user=f"{name}-user-{n}", groups={"company": ["acme"]})
+                for n in range(first, first + per_run)
+            ]
+        )
+        for name, first in (("a", 1), ("b", 1 + per_run))
+    }
+    results: dict[str, Any] = {}
+    with PlanhatReceiver(lambda i, body: Reply(delay=0.02)) as planhat:
+
+        def run(name: str) -> None:
+            workdir = tmp_path / name
+            workdir.mkdir()
+            config = live_config(workdir, planhat, batch_size_rows=5)
+            config = store_backend.configure({**config, "metrics": [rule]})
+            results[name] = run_target(config, inputs[name], workdir)
+
+        threads = [threading.Thread(target=run, args=(name,)) for name in inputs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(180)
+        points = planhat.kept_points()
+    for name in inputs:
+        assert results[name].returncode == 0, results[name].stderr
+    totals = [p["value"] for p in points if p["dimensionId"] == "active_users"]
+    assert totals and totals[-1] == 2 * per_run, totals
+    # Serialised: each total includes everything sent before it.
+    assert totals == sorted(totals), totals
