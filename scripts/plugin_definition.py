@@ -35,7 +35,9 @@ HEADER = """\
 #
 #   meltano add --plugin-type loader target-planhat --from-ref plugin/target-planhat.yml
 #
-# pip_url installs from the git repository; point it at a tag, a fork or a local checkout as needed.
+# pip_url is a placeholder (YOUR-ORG: there is no public git host): before installing, set it to
+# where your copy lives (git+https://.../target-planhat.git@v0.1.0) or to a local checkout
+# (-e /path/to/target-planhat). README, "Your own Meltano project".
 """
 
 # Labels the generated ones ("Api Url") would get wrong.

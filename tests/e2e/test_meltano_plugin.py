@@ -4,9 +4,9 @@ What a user of their own Meltano project does (README, "Your own Meltano project
 init``, ``meltano add --plugin-type loader target-planhat --from-ref <the file>``, ``meltano config
 set`` of a mapping object and ``dry_run``, ``meltano run``. Meltano is the demo's
 ``.venv-meltano`` (built by scripts/demo.sh when missing). The one edit: ``pip_url`` points at this
-checkout instead of the git repository, as the README says to for a checkout or a fork. The
-extractor is a command with no package that prints the bundled sample (what the real tap writes),
-so only the loader is installed.
+checkout (``-e <path>``) instead of the placeholder git URL, as the README says to for a local
+checkout, and only the loader is installed (``meltano install --plugin-type loader``): the
+extractor is a command with no package that prints the bundled sample (what the real tap writes).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def test_new_project_adds_the_loader_from_its_definition_and_runs_the_sample(mel
     assert kinds["max_request_bytes"] == "integer"
 
     # Install from this checkout, not the git host; and an extractor that prints the sample.
-    loader["pip_url"] = str(ROOT)
+    loader["pip_url"] = f"-e {ROOT}"  # the README's local-checkout form
     config["plugins"]["extractors"] = [
         {"name": "sample-replay", "namespace": "sample_replay", "executable": "./replay.sh"}
     ]
@@ -77,7 +77,7 @@ def test_new_project_adds_the_loader_from_its_definition_and_runs_the_sample(mel
     replay = project / "replay.sh"
     replay.write_text(f"#!/bin/sh\nexec cat '{SAMPLE}'\n")
     replay.chmod(0o755)
-    _meltano(project, "install", timeout=900)
+    _meltano(project, "install", "--plugin-type", "loader", "target-planhat", timeout=900)
 
     mapping = {"email": "$.user_properties.email", "info": {"role": "$.user_properties.role"}}
     _meltano(project, "config", "set", "target-planhat", "mapping", json.dumps(mapping))
@@ -86,6 +86,17 @@ def test_new_project_adds_the_loader_from_its_definition_and_runs_the_sample(mel
     _meltano(project, "config", "set", "target-planhat", "dead_letter_path", "out/rejected.jsonl")
     listed = _meltano(project, "config", "list", "target-planhat").stdout
     assert "mapping" in listed
+    # The README's production example: settings of the prod environment only.
+    _meltano(
+        project, "--environment", "prod", "config", "set", "target-planhat", "dry_run", "false"
+    )
+    _meltano(
+        project, "--environment", "prod", "config", "set", "target-planhat", "ledger_path", "l.db"
+    )
+    environments = yaml.safe_load((project / "meltano.yml").read_text(encoding="utf-8"))
+    (prod,) = [e for e in environments["environments"] if e["name"] == "prod"]
+    (prod_loader,) = prod["config"]["plugins"]["loaders"]
+    assert prod_loader["config"] == {"dry_run": False, "ledger_path": "l.db"}
 
     run = _meltano(project, "run", "sample-replay", "target-planhat", timeout=600)
     assert "planhat_delivery_report" in run.stderr
