@@ -35,4 +35,5 @@ fi
 .venv/bin/ruff check target_planhat tests benchmarks scripts
 .venv/bin/ruff format --check target_planhat tests benchmarks scripts
 .venv/bin/lint-imports --no-cache
+.venv/bin/mypy target_planhat
 exec .venv/bin/python -m pytest "$@"

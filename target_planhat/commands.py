@@ -27,9 +27,9 @@ import click
 
 from target_planhat import redact
 from target_planhat.dates import to_iso_utc
+from target_planhat.errors import ConfigError
 from target_planhat.hold import Hold
 from target_planhat.ledger import Ledger
-from target_planhat.settings import ConfigError
 from target_planhat.store import open_store
 
 if t.TYPE_CHECKING:

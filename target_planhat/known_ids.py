@@ -31,17 +31,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from target_planhat.errors import ConfigError, PlanhatRestAuthError, PlanhatRestError
 from target_planhat.planhat_rest import (
     ASSETS,
     COMPANIES,
     ENDUSERS,
     PROJECTS,
     Model,
-    PlanhatRestAuthError,
     PlanhatRestClient,
-    PlanhatRestError,
 )
-from target_planhat.settings import ConfigError
 
 logger = logging.getLogger("target_planhat.known_ids")
 
@@ -61,7 +59,6 @@ ACTIVITY_FIELDS = {
     "asset": "assetExternalId",
     "project": "projectExternalId",
 }
-REASONS = ("unknown_company", "unknown_user", "unknown_asset", "unknown_project")
 #: Before holding, a cache older than this is refreshed once (at most once a run).
 FRESH_BEFORE_HOLDING_SECONDS = 60.0
 _CHUNK = 500  # ids per lookup statement: under SQLite's bound-parameter limit

@@ -73,11 +73,11 @@ def _keys(digests: list[bytes]) -> list[Key]:
     negative first half sorts after the positive ones, which leaves two ascending runs.
     """
     digests.sort()
-    return list(map(_KEY.unpack, digests))  # type: ignore[arg-type]
+    return list(map(_KEY.unpack, digests))
 
 
 def _digest(activity_id: str) -> bytes:
-    return _HASH(_ENCODE(activity_id)).digest()  # type: ignore[no-any-return]
+    return _HASH(_ENCODE(activity_id)).digest()
 
 
 def id_key(activity_id: str) -> Key:
@@ -86,7 +86,7 @@ def id_key(activity_id: str) -> Key:
     Two 64-bit integers rather than 16 bytes: the same size on disk, and a batch of them
     travels as one JSON (SQLite) or array (PostgreSQL) parameter instead of a row at a time.
     """
-    return _KEY.unpack(_digest(activity_id))  # type: ignore[return-value]
+    return _KEY.unpack(_digest(activity_id))
 
 
 class Ledger:

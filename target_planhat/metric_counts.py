@@ -267,9 +267,9 @@ class MetricCounts:
                 (self._tenant, *(key[0] for key in chunk)),
             )
             for h1, h2 in rows:
-                event_id = by_key.get((h1, h2))
-                if event_id is not None:
-                    found.add(event_id)
+                counted_id = by_key.get((h1, h2))
+                if counted_id is not None:
+                    found.add(counted_id)
         return found
 
     def distinct_totals(self, rule: str, day: str, new: dict[str, set[str]]) -> dict[str, int]:

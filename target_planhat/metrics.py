@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from target_planhat.errors import MetricError
 from target_planhat.filters import Condition, FilterError, compile_globs
 from target_planhat.paths import CompiledPath, PathError
 
@@ -33,10 +34,6 @@ _DAY = re.compile(r"\d{4}-\d{2}-\d{2}T")
 _KEYS = frozenset({"dimensionId", "model", "externalId", "aggregate", "value", "actions", "where"})
 # A distinct value longer than this is kept in the store as its hash.
 _MAX_DISTINCT_CHARS = 128
-
-
-class MetricError(ValueError):
-    """A ``metrics`` rule that cannot work; the message names ``metrics[i].field``."""
 
 
 class Observation(NamedTuple):

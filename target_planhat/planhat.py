@@ -27,7 +27,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from target_planhat import redact
-from target_planhat.shutdown import ShutdownGuard, StopRequested
+from target_planhat.errors import PlanhatError, StopRequested
+from target_planhat.shutdown import ShutdownGuard
 
 DEFAULT_API_URL = "https://analytics.planhat.com"
 ACTIVITIES_PATH = "/analytics/bulk/{tenant}"
@@ -37,10 +38,6 @@ _BASE_DELAY = 1.0
 _MAX_DELAY = 60.0
 
 logger = logging.getLogger("target_planhat.planhat")
-
-
-class PlanhatError(Exception):
-    """A POST that finally failed. The message is safe to show: it never holds the token."""
 
 
 class _Retryable(Exception):
@@ -131,7 +128,8 @@ class _DeadlineAdapter(HTTPAdapter):
         connections = self.connections
 
         def tracked(base: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
-            class Tracked(base):  # type: ignore[valid-type, misc]
+            # A subclass of whichever pool class urllib3 hands in, made at run time.
+            class Tracked(base):  # type: ignore[valid-type, misc]  # base is a variable
                 def _new_conn(self) -> Any:
                     conn = super()._new_conn()
                     connections.add(conn)
@@ -231,7 +229,7 @@ class PlanhatClient:
         """POST one JSON array of ``rows`` rows; return the answer's body once Planhat answered
         2xx (the dimension-data endpoint lists refused rows there)."""
         try:
-            return self._send(body, rows)  # type: ignore[no-any-return]
+            return self._send(body, rows)
         except _Retryable as exc:
             raise PlanhatError(
                 f"Planhat did not accept a batch of {rows} {self._what} after retrying for "
@@ -241,7 +239,8 @@ class PlanhatClient:
     @staticmethod
     def _wait_gen() -> Generator[float, Any, None]:
         attempt = 0
-        exc = yield  # type: ignore[misc]
+        # backoff primes the generator with next(): this first value is never used.
+        exc = yield  # type: ignore[misc]  # a bare yield in a Generator[float, ...]
         while True:
             retry_after = getattr(exc, "retry_after", None)
             if retry_after is not None:

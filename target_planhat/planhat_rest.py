@@ -25,7 +25,9 @@ import orjson
 import requests
 
 from target_planhat import redact
-from target_planhat.planhat import PlanhatError, check_api_url, parse_retry_after
+from target_planhat.errors import PlanhatError as PlanhatError
+from target_planhat.errors import PlanhatRestAuthError, PlanhatRestError
+from target_planhat.planhat import check_api_url, parse_retry_after
 from target_planhat.shutdown import ShutdownGuard
 
 DEFAULT_PLANHAT_API_URL = "https://api.planhat.com"
@@ -47,17 +49,6 @@ _MAX_DELAY = 60.0
 _MAX_PAGES = 100_000
 
 logger = logging.getLogger("target_planhat.planhat_rest")
-
-
-class PlanhatRestError(PlanhatError):
-    """A list request that finally failed. The message never holds the token.
-
-    A ``PlanhatError``: the run stops with its message and exit code 1, like a failed POST.
-    """
-
-
-class PlanhatRestAuthError(PlanhatRestError):
-    """401 / 403: the token is wrong or lacks the right to read; the message names the setting."""
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
-"""Singer input: orjson-fast, with the line number in every error.
+"""Singer input: orjson-fast, with the line number in every error, and quiet-tap aware.
 
 Plugged in through the SDK's ``message_reader_class`` hook. The SDK's readers turn a bad line into
 a traceback that prints the whole line (a 50 MB line, or one with a secret in it); here a bad line
-stops the run with ``input line N: <reason>``.
+stops the run with ``input line N: <reason>``. stdin is read through ``stdin.IdleAwareLines``, so
+the target can write STATE while the tap is quiet.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import sys
@@ -23,8 +23,10 @@ from singer_sdk.exceptions import (
 )
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
+from typing_extensions import override
 
 from target_planhat.errors import RecordSchemaError
+from target_planhat.stdin import IdleAwareLines
 
 SINGER_INPUT_ERRORS = (
     RecordSchemaError,
@@ -47,19 +49,31 @@ def _excerpt(line: str, limit: int = 120) -> str:
 
 
 class LineReader(GenericSingerReader[str]):
-    """Reads Singer messages; knows the current line number for error messages."""
+    """Reads Singer messages; knows the current line number for error messages.
+
+    The target sets ``on_start`` (work due before the first line: Planhat's ids, the hold) and
+    ``on_idle`` (called while no input comes for ``idle_seconds``: checkpoints, signals).
+    """
+
+    on_idle: t.Callable[[], None] | None = None
+    idle_seconds: float = 1.0
+    on_start: t.Callable[[], None] | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
 
     @property
-    def default_input(self) -> t.IO[str]:
-        # Invalid UTF-8 becomes lone surrogates, which validation rejects per record, instead of
-        # a UnicodeDecodeError that kills the run without naming the line.
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+    @override
+    def default_input(self) -> t.Iterable[bytes]:  # type: ignore[override]  # bytes, not an IO
+        # stdin through IdleAwareLines, so checkpoints happen while the tap is quiet. Lines stay
+        # bytes: orjson reads them, and invalid UTF-8 is decoded (surrogateescape) only on the
+        # stdlib fallback, where validation rejects it per record, naming the record.
+        return IdleAwareLines(sys.stdin.buffer, self.on_idle, self.idle_seconds)
 
-    def deserialize_json(self, line: str | bytes) -> dict:  # type: ignore[override]
+    @override
+    def deserialize_json(self, line: str | bytes) -> dict:
+        # orjson, the stdlib for what orjson refuses, and errors naming the line.
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -110,11 +124,18 @@ class LineReader(GenericSingerReader[str]):
             )
         return message
 
+    @override
     def process_lines(
         self,
         file_input: t.Iterable[str | bytes] | None,
         callbacks: dict[str, t.Callable[[dict], None]],
     ) -> t.Counter[str]:
+        # The reader's loop: line numbers, message shapes checked, no traceback with the line.
+        # Work that must come before the first line of input runs here, when the target starts
+        # listening, not when it is constructed.
+        start, self.on_start = self.on_start, None
+        if start is not None:
+            start()
         stats: dict[str, int] = defaultdict(int)
         for line in file_input or self.default_input:
             self.line_number += 1
@@ -123,7 +144,7 @@ class LineReader(GenericSingerReader[str]):
             message = self.deserialize_json(line)
             kind = message.get("type")
             callback = callbacks.get(kind) if isinstance(kind, str) else None
-            if callback is None:
+            if callback is None or not isinstance(kind, str):
                 raise InputError(
                     f"input line {self.line_number}: unknown Singer message type {kind!r}"
                 )

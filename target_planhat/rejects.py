@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import orjson
 
 from target_planhat import redact
+from target_planhat.errors import RejectedRecord as RejectedRecord
 
 logger = logging.getLogger("target_planhat.rejects")
 
@@ -39,10 +40,6 @@ class WrittenBefore(Protocol):
 DEFAULT_DEAD_LETTER_PATH = "planhat-rejected.jsonl"
 # A 50 MB record is kept as an excerpt: the dead-letter file must stay readable.
 _MAX_KEPT_BYTES = 64 * 1024
-
-
-class RejectedRecord(Exception):
-    """Raised with ``on_invalid_record: fail``; the message names the record and the reason."""
 
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z

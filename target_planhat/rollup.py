@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from target_planhat.errors import RollUpError
 from target_planhat.filters import FilterError, compile_globs
 
 PERIODS = {"hour": 13, "day": 10}  # the prefix of an ISO 8601 date that names the period
@@ -29,10 +30,6 @@ _GROUP_FIELDS = (
     "projectExternalId",
     "action",
 )
-
-
-class RollUpError(ValueError):
-    """A ``rollup`` setting that cannot work; the message names the setting."""
 
 
 class RollUp:

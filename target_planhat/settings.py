@@ -20,11 +20,11 @@ import orjson
 from singer_sdk import typing as th
 
 from target_planhat import redact
+from target_planhat.errors import ConfigError, MetricError, RollUpError
 from target_planhat.filters import EventFilters, FilterError, stream_selector
 from target_planhat.mapping import DEFAULT_MAPPING, ActivityMapper, MappingError
 from target_planhat.metrics import (
     DEFAULT_METRICS_PATH,
-    MetricError,
     MetricRules,
     check_metrics_path,
 )
@@ -32,7 +32,7 @@ from target_planhat.paths import CompiledPath, PathError
 from target_planhat.planhat import DEFAULT_API_URL, check_api_url
 from target_planhat.planhat_rest import DEFAULT_PLANHAT_API_URL, MODELS
 from target_planhat.rejects import DEFAULT_DEAD_LETTER_PATH, POLICIES
-from target_planhat.rollup import RollUp, RollUpError
+from target_planhat.rollup import RollUp
 from target_planhat.shapes import Canonicalizer
 from target_planhat.validate import DEFAULT_MAX_EVENT_BYTES
 
@@ -50,10 +50,6 @@ DEFAULT_IDS_TTL_MINUTES = 60
 #: Airbyte's Planhat source pages end users by 2,000.
 DEFAULT_PAGE_SIZES = {"companies": 5000, "endusers": 2000, "assets": 2000, "projects": 2000}
 PLANHAT_MAX_REQUEST_BYTES = 32_000_000
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work. The message starts with the setting's name."""
 
 
 _ANY = th.CustomType({"type": ["object", "array", "string", "null"]})

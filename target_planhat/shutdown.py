@@ -23,25 +23,10 @@ main thread waits for it before writing STATE.
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
 from collections.abc import Iterator
 
-
-class StopRequested(Exception):
-    """Raised to unwind the run after SIGTERM/SIGINT; carries the signal number."""
-
-    def __init__(self, signum: int) -> None:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = str(signum)
-        super().__init__(f"stopped by {name}")
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+from target_planhat.errors import StopRequested
 
 
 class _ThreadSteps(threading.local):

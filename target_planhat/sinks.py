@@ -18,9 +18,9 @@ from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 from typing_extensions import override
 
-from target_planhat.errors import RecordSchemaError
+from target_planhat.errors import RecordSchemaError, RejectedRecord
 from target_planhat.metric_delivery import Seen
-from target_planhat.rejects import RejectedRecord, describe
+from target_planhat.rejects import describe
 from target_planhat.sdk_fast import FastStepsBatchSink
 from target_planhat.validate import InvalidActivity, encode_activity
 
@@ -93,7 +93,7 @@ class FastValidator(BaseJSONSchemaValidator):
         self._types = _flat_types(schema)
 
     @override
-    def validate(self, record: dict) -> None:  # type: ignore[override]
+    def validate(self, record: dict) -> None:
         # The SDK hook, fed by get_validator: a fast accept, then fastjsonschema.
         types = self._types
         if types is not None:
@@ -126,7 +126,7 @@ class PlanhatSink(FastStepsBatchSink):
     def __init__(self, target: Target, *args: t.Any, **kwargs: t.Any) -> None:
         # The target is TargetPlanhat, which sets ``runtime`` before any sink exists; typed as
         # the SDK's Target so this layer never imports the one above it.
-        self._runtime: Runtime = t.cast("Runtime", target.runtime)  # type: ignore[attr-defined]
+        self._runtime: Runtime = t.cast("Runtime", target.runtime)  # type: ignore[attr-defined]  # see above
         super().__init__(target, *args, **kwargs)
         settings = self._runtime.settings
         self._selected = settings.stream_selected(self.stream_name)

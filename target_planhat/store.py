@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -245,7 +246,7 @@ class SQLiteStore(Store):
             # past the default 2 MB cache SQLite spills them to the WAL before the commit and
             # reads them back. 64 MB (allocated only as used) keeps a batch's pages in memory.
             self._db.execute("PRAGMA cache_size=-65536")
-            if hasattr(self._db, "getlimit"):  # Python 3.11+
+            if sys.version_info >= (3, 11):  # Connection.getlimit
                 limit = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
                 self.max_params = max(999, min(limit, 32_766))
             self._setup(tenant_token)

@@ -32,15 +32,17 @@ from typing_extensions import override
 
 from target_planhat import about, commands, redact, sdk_fast
 from target_planhat.checkpoints import Checkpoint
-from target_planhat.errors import StoreError
-from target_planhat.planhat import PlanhatError
+from target_planhat.errors import (
+    ConfigError,
+    PlanhatError,
+    RejectedRecord,
+    StopRequested,
+    StoreError,
+)
 from target_planhat.reader import SINGER_INPUT_ERRORS, LineReader, describe_input_error
-from target_planhat.rejects import RejectedRecord
 from target_planhat.runtime import Runtime
-from target_planhat.settings import SCHEMA, ConfigError, check_config, compile_settings
-from target_planhat.shutdown import StopRequested
+from target_planhat.settings import SCHEMA, check_config, compile_settings
 from target_planhat.sinks import PlanhatSink
-from target_planhat.stdin import IdleAwareLines
 from target_planhat.store import mask_url
 
 
@@ -53,34 +55,13 @@ def _name_setting(error: str) -> str:
     return f"{setting}: {message}"
 
 
-class _IdleAwareReader(LineReader):
-    """stdin through ``IdleAwareLines``, so checkpoints happen while the tap is quiet."""
-
-    on_idle: t.Callable[[], None] | None = None
-    idle_seconds: float = 1.0
-
-    on_start: t.Callable[[], None] | None = None
-
-    @property
-    def default_input(self) -> t.Iterable[bytes]:  # type: ignore[override]
-        return IdleAwareLines(sys.stdin.buffer, self.on_idle, self.idle_seconds)
-
-    def process_lines(self, file_input: t.Any, callbacks: t.Any) -> t.Any:
-        # SDK hook (the reader's loop): work that must come before the first line of input
-        # runs here, when the target starts listening, not when it is constructed.
-        start, self.on_start = self.on_start, None
-        if start is not None:
-            start()
-        return super().process_lines(file_input, callbacks)
-
-
 class TargetPlanhat(Target):
     """Sends Amplitude events to Planhat as User Activities (the bulk analytics endpoint)."""
 
     name = "target-planhat"
     config_jsonschema = SCHEMA
     default_sink_class = PlanhatSink
-    message_reader_class = _IdleAwareReader
+    message_reader_class = LineReader
 
     #: The instance the CLI created, so ``main`` can finish it after an exception.
     current: t.ClassVar[TargetPlanhat | None] = None
@@ -100,7 +81,7 @@ class TargetPlanhat(Target):
         self._log_outputs()
         reader = self.message_reader
         # Before any input: Planhat's ids loaded when due, held activities released / expired.
-        if isinstance(reader, _IdleAwareReader):
+        if isinstance(reader, LineReader):
             reader.on_idle = self._on_idle
             reader.idle_seconds = min(1.0, self.runtime.settings.checkpoint_seconds / 2)
             reader.on_start = self.runtime.start
@@ -209,6 +190,7 @@ class TargetPlanhat(Target):
         runtime = self._rt
         runtime.seq += 1
         runtime.report.received += 1
+        # message_reader is a LineReader (message_reader_class); the SDK types it as its base.
         runtime.line_number = self.message_reader.line_number  # type: ignore[attr-defined]
         sink = self._direct.sink_for(message_dict.get("stream"))
         record = message_dict.get("record")
