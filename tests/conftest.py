@@ -58,15 +58,19 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> str:
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """The URL of a fresh database, for a role without superuser."""
-    return postgres_server.url(postgres_server.new_database())
+    database = postgres_server.new_database()
+    yield postgres_server.url(database)
+    postgres_server.drop_database(database)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
     if request.param == "sqlite":
-        return StoreBackend("sqlite", {"ledger_path": str(tmp_path / "ledger.sqlite")})
+        yield StoreBackend("sqlite", {"ledger_path": str(tmp_path / "ledger.sqlite")})
+        return
     server: PostgresServer = request.getfixturevalue("postgres_server")
     database = server.new_database()
-    return StoreBackend("postgres", {"ledger_url": server.url(database)}, server, database)
+    yield StoreBackend("postgres", {"ledger_url": server.url(database)}, server, database)
+    server.drop_database(database)
