@@ -4,6 +4,7 @@ and what it never interrupts (an acknowledgement being recorded)."""
 from __future__ import annotations
 
 import signal
+import threading
 
 import pytest
 
@@ -71,3 +72,64 @@ def test_guard_outside_any_step_stops_at_once() -> None:
     with pytest.raises(StopRequested) as info:
         guard.on_signal(signal.SIGINT)
     assert info.value.exit_code == 130
+
+
+# --- StopRequested, check() and sleep() ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "code", "name"), [(15, 143, "SIGTERM"), (2, 130, "SIGINT")])
+def test_stop_requested_names_the_signal_and_exits_128_plus_it(signum, code, name) -> None:
+    stop = StopRequested(signum)
+    assert stop.exit_code == code and str(stop) == f"stopped by {name}"
+
+
+def test_check_is_silent_until_a_signal_arrives() -> None:
+    guard = ShutdownGuard()
+    guard.check()
+    assert not guard.stopping
+    with guard.request():
+        guard.on_signal(signal.SIGTERM)  # deferred
+    with pytest.raises(StopRequested):
+        guard.check()
+    assert guard.signals == 1
+
+
+def test_sleep_is_ended_by_a_signal_from_another_thread() -> None:
+    """The sender thread waits between retries; the signal lands in the main thread."""
+    guard = ShutdownGuard()
+    stopped: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            guard.sleep(600)
+        except StopRequested as exc:
+            stopped.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    with guard.request():  # the main thread is mid-request: the first signal is deferred here
+        guard.on_signal(signal.SIGTERM)
+    waiter.join(timeout=60)
+    assert not waiter.is_alive(), "a signal must end the wait"
+    assert len(stopped) == 1 and stopped[0].exit_code == 143
+
+
+def test_steps_are_tracked_per_thread() -> None:
+    """A critical step in the sender thread does not shield the main thread, which unwinds."""
+    guard = ShutdownGuard()
+    inside, leave = threading.Event(), threading.Event()
+
+    def commit() -> None:
+        with guard.critical():
+            inside.set()
+            leave.wait(60)
+
+    sender = threading.Thread(target=commit)
+    sender.start()
+    inside.wait(60)
+    try:
+        with pytest.raises(StopRequested):
+            guard.on_signal(signal.SIGTERM)  # main thread: in no step, so it stops at once
+    finally:
+        leave.set()
+        sender.join(60)
