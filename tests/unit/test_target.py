@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from target_planhat import about, redact
+from target_planhat.settings import ConfigError
+from target_planhat.target import TargetPlanhat
+from tests.support.cli import base_config, event, singer_lines
+from tests.support.inprocess import isolated_cli, run_in_process
+from tests.support.receiver import TOKEN
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CONFIG = ROOT / "sample_config.json"
 
@@ -120,3 +127,88 @@ def test_a_broken_copy_of_the_sample_is_refused(in_tmp, key, bad):
     config[key] = bad
     with pytest.raises(Exception):  # noqa: B017 - the SDK's and the target's own error types
         TargetPlanhat(config=config, validate_config=True)
+
+
+# --- config validation: errors name the setting ------------------------------------------------
+
+
+def _config(tmp_path: Path, **overrides: object) -> dict:
+    config = base_config(tmp_path, **{"tenant_token": TOKEN, **overrides})
+    return {key: value for key, value in config.items() if value is not None}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"mapping": {"action": "$.[[["}}, "mapping.action"),
+        ({"mapping": {"info": ["$.ok", "$..["]}}, "mapping.info[1]"),
+        ({"event_filters": {"*": {"where": [{"path": "$.x", "op": "like"}]}}}, "event_filters"),
+        ({"dedupe_key": ["$.uuid", "$.[[["]}, "dedupe_key"),
+        ({"tenant_token": None}, "tenant_token"),
+        ({"api_url": "http://analytics.planhat.com"}, "api_url"),
+        ({"max_event_bytes": -1}, "max_event_bytes"),
+        ({"checkpoint_seconds": 0}, "checkpoint_seconds"),
+        ({"on_invalid_record": "explode"}, "on_invalid_record"),  # the SDK's schema check
+        ({"streams": "events"}, "streams"),
+    ],
+)
+def test_config_error_names_the_setting(tmp_path: Path, overrides: dict, setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        TargetPlanhat(config=_config(tmp_path, **overrides), validate_config=True)
+    assert str(caught.value).startswith(setting), str(caught.value)
+
+
+def test_an_unknown_setting_is_refused_naming_the_closest_known_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"dryrun: unknown setting; did you mean `dry_run`"):
+        TargetPlanhat(config=_config(tmp_path, dryrun=True), validate_config=True)
+
+
+def test_a_valid_config_builds_the_runtime_and_masks_the_token(tmp_path: Path) -> None:
+    target = TargetPlanhat(config=_config(tmp_path), validate_config=True)
+    try:
+        assert target.runtime is not None and target.runtime.settings.tenant_token == TOKEN
+        assert redact.redact(f"url /{TOKEN}") == f"url /{redact.MASK}"
+    finally:
+        target.close()
+
+
+def test_the_cli_has_the_sdk_flags_and_the_targets_own() -> None:
+    with isolated_cli():
+        command = TargetPlanhat.cli
+    flags = {opt for param in command.params for opt in param.opts}
+    assert {"--config", "--about", "--input"} <= flags
+    assert {"--forget-delivered", "--migrate-ledger-from", "--show-held"} <= flags
+    assert command.help == about.HELP
+
+
+# --- the CLI entry in-process: exit codes, STATE ------------------------------------------------
+
+
+def test_config_error_exits_2_with_one_line_and_no_state(tmp_path: Path) -> None:
+    config = _config(tmp_path, api_url="ftp://analytics.planhat.com")
+    result = run_in_process(config, singer_lines([event(1)]), tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Configuration error: api_url" in result.stderr
+    assert TOKEN not in result.stderr
+
+
+def test_dry_run_relays_state_only_when_asked(tmp_path: Path) -> None:
+    data = singer_lines([event(n) for n in range(1, 6)], state_every=2)
+    quiet = run_in_process(base_config(tmp_path, dry_run=True), data, tmp_path)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert quiet.states == []
+    (tmp_path / "dry-run.jsonl").unlink()
+    config = base_config(tmp_path, dry_run=True, dry_run_writes_state=True)
+    written = run_in_process(config, data, tmp_path)
+    assert written.returncode == 0, written.stderr[-3000:]
+    assert written.states[-1] == {"bookmarks": {"events": {"n": 5}}}
+    assert len((tmp_path / "dry-run.jsonl").read_text().splitlines()) == 5
+
+
+def test_invalid_input_exits_1_naming_the_line(tmp_path: Path) -> None:
+    data = singer_lines([event(1)]) + "this is not JSON\n"
+    result = run_in_process(base_config(tmp_path, dry_run=True), data, tmp_path)
+    assert result.returncode == 1
+    assert "Invalid input" in result.stderr and "line 4" in result.stderr
+    assert "Traceback" not in result.stderr
