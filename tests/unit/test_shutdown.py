@@ -10,7 +10,7 @@ import pytest
 
 from target_planhat.shutdown import ShutdownGuard, StopRequested
 
-# --- the guard itself (from tests/e2e/test_signals.py) --------------------------------------
+# --- the guard itself ------------------------------------------------------------------------
 
 
 def test_guard_first_signal_in_request_is_deferred_second_raises() -> None:
