@@ -1,5 +1,7 @@
 """Session-wide fixtures: a real PostgreSQL server, and ``store_backend`` for both backends;
-the hypothesis profile: full example counts unless the run leaves out the slow tests.
+the hypothesis profile: full example counts unless the run leaves out the slow tests. The quick
+run also keeps its temporary files in memory (``/dev/shm``, removed at the end): on a busy disk
+the ledger tests' SQLite commits waited tens of seconds for fsync, which no test is about.
 
 The server starts once, on first use, and each test gets a database of its own. Without server
 binaries the PostgreSQL cases skip, naming what to install; with ``CI=true`` they fail instead,
@@ -9,6 +11,8 @@ so CI can never pass by skipping them.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +20,15 @@ import pytest
 from _pytest.mark.expression import Expression
 
 from tests.support import examples
-from tests.support.postgres import INSTALL_HINT, PostgresServer, StoreBackend, start_server
+from tests.support.postgres import (
+    INSTALL_HINT,
+    PostgresServer,
+    StoreBackend,
+    memory_scratch,
+    start_server,
+)
+
+_MEMORY_BASETEMP = pytest.StashKey[str]()
 
 
 def _leaves_out_slow(markexpr: str) -> bool:
@@ -34,8 +46,19 @@ def pytest_configure(config: pytest.Config) -> None:
     chosen = config.getoption("hypothesis_profile", None)
     if chosen in ("full", "quick"):
         examples.use(chosen)
-    elif not chosen and _leaves_out_slow(config.getoption("markexpr", "") or ""):
+    quick = _leaves_out_slow(config.getoption("markexpr", "") or "")
+    if not chosen and quick:
         examples.use("quick")
+    scratch = memory_scratch()
+    if quick and scratch and not config.option.basetemp and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="target-planhat-tests-", dir=scratch)
+        config.stash[_MEMORY_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    base = config.stash.get(_MEMORY_BASETEMP, None)
+    if base:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -67,7 +67,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _scratch() -> str | None:
+def memory_scratch() -> str | None:
     """Memory-backed scratch space when the machine has it, else the usual temp folder."""
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
@@ -77,7 +77,7 @@ def _scratch() -> str | None:
 class PostgresServer:
     bindir: Path
     root: Path = field(
-        default_factory=lambda: Path(tempfile.mkdtemp(prefix="tp-pg-", dir=_scratch()))
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="tp-pg-", dir=memory_scratch()))
     )
     port: int = field(default_factory=_free_port)
     _databases: itertools.count = field(default_factory=lambda: itertools.count(1))
