@@ -166,10 +166,12 @@ def test_an_unknown_setting_is_refused_naming_the_closest_known_one(tmp_path: Pa
 
 
 def test_a_valid_config_builds_the_runtime_and_masks_the_token(tmp_path: Path) -> None:
-    target = TargetPlanhat(config=_config(tmp_path), validate_config=True)
+    token = "target-test-token-only-here-7731"  # registered by nothing else in the session
+    assert redact.redact(token) == token
+    target = TargetPlanhat(config=_config(tmp_path, tenant_token=token), validate_config=True)
     try:
-        assert target.runtime is not None and target.runtime.settings.tenant_token == TOKEN
-        assert redact.redact(f"url /{TOKEN}") == f"url /{redact.MASK}"
+        assert target.runtime is not None and target.runtime.settings.tenant_token == token
+        assert redact.redact(f"url /{token}") == f"url /{redact.MASK}"
     finally:
         target.close()
 
