@@ -41,6 +41,24 @@ def _leaves_out_slow(markexpr: str) -> bool:
         return False
 
 
+#: Workers for the quick run when pytest-xdist is installed and ``-n`` is not given (``-n 0``:
+#: one process). Two: the machines this runs on have two cores.
+QUICK_WORKERS = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    # Before xdist's own hook (also tryfirst; a conftest's runs first), which turns -n into workers.
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and config.getoption("numprocesses", None) is None
+        and not hasattr(config, "workerinput")
+        and not config.getoption("collectonly", False)
+        and _leaves_out_slow(config.getoption("markexpr", "") or "")
+    ):
+        config.option.numprocesses = QUICK_WORKERS
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Before any test module is imported, so ``examples(N)`` in their decorators sees it.
     chosen = config.getoption("hypothesis_profile", None)
