@@ -229,17 +229,25 @@ def _expected(events_file: Path) -> int:
     return sum(1 for line in open(events_file, "rb") if b'"user_id":"' in line)
 
 
-def _also(args, events_file, receiver, expected, n, rates, cpu_rates, round_no) -> None:
-    """(a'): target-planhat importing ``target_planhat`` from ``--also``."""
-    if not args.also:
-        return
-    seconds_x, rss_x = run_target(events_file, receiver, expected, args.also)
-    rates["x"].append(n / seconds_x)
-    cpu_rates["x"].append(n / CPU[-1])
+def _variant(
+    key: str,
+    label: str,
+    run: tuple[float, int],
+    n: int,
+    rates: dict[str, list[float]],
+    cpu_rates: dict[str, list[float]],
+    round_no: int,
+    note: str = "",
+) -> None:
+    """Record and print one variant's round: ``run`` is what ``run_target`` returned for it."""
+    seconds, rss = run
+    name = "a'" if key == "x" else key
+    rates[key].append(n / seconds)
+    cpu_rates[key].append(n / CPU[-1])
     print(
-        f"round {round_no}: (a') target-planhat, PYTHONPATH={args.also}: "
-        f"{rates['x'][-1]:8,.0f} ev/s (cpu {cpu_rates['x'][-1]:,.0f}, "
-        f"peak RSS {rss_x / 1024:.0f} MB)",
+        f"round {round_no}: ({name}) {label}: "
+        f"{rates[key][-1]:8,.0f} ev/s (cpu {cpu_rates[key][-1]:,.0f}, "
+        f"peak RSS {rss / 1024:.0f} MB{note})",
         flush=True,
     )
 
@@ -311,7 +319,10 @@ def main() -> None:
                 )
             seconds_b, rss_b = (0.0, 0) if args.only_target else run_noop(events_file)
             if args.only_target:
-                _also(args, events_file, receiver, expected, n, rates, cpu_rates, round_no)
+                if args.also:
+                    run = run_target(events_file, receiver, expected, args.also)
+                    label = f"target-planhat, PYTHONPATH={args.also}"
+                    _variant("x", label, run, n, rates, cpu_rates, round_no)
                 continue
             rates["b"].append(n / seconds_b)
             cpu_rates["b"].append(n / CPU[-1])
@@ -331,38 +342,21 @@ def main() -> None:
                 flush=True,
             )
             if not args.skip_metrics:
-                seconds_e, rss_e = run_target(events_file, receiver, expected, extra=METRICS_CONFIG)
-                rates["e"].append(n / seconds_e)
-                cpu_rates["e"].append(n / CPU[-1])
-                print(
-                    f"round {round_no}: (e) target-planhat, 3 metric rules + roll-up: "
-                    f"{rates['e'][-1]:8,.0f} ev/s (cpu {cpu_rates['e'][-1]:,.0f}, "
-                    f"peak RSS {rss_e / 1024:.0f} MB)",
-                    flush=True,
-                )
+                run = run_target(events_file, receiver, expected, extra=METRICS_CONFIG)
+                label = "target-planhat, 3 metric rules + roll-up"
+                _variant("e", label, run, n, rates, cpu_rates, round_no)
             if not args.skip_hold:
-                seconds_f, rss_f = run_target(
-                    events_file, receiver, expected, extra=hold_config(rest)
+                run = run_target(events_file, receiver, expected, extra=hold_config(rest))
+                label = (
+                    f"target-planhat, the hold ({args.rest_companies:,} companies, "
+                    f"{args.rest_endusers:,} end users)"
                 )
-                rates["f"].append(n / seconds_f)
-                cpu_rates["f"].append(n / CPU[-1])
-                print(
-                    f"round {round_no}: (f) target-planhat, the hold ({args.rest_companies:,} "
-                    f"companies, {args.rest_endusers:,} end users): {rates['f'][-1]:8,.0f} ev/s "
-                    f"(cpu {cpu_rates['f'][-1]:,.0f}, peak RSS {rss_f / 1024:.0f} MB; "
-                    f"{ID_LOADS[-1]:.1f}s of {seconds_f:.1f}s listing the ids)",
-                    flush=True,
-                )
+                note = f"; {ID_LOADS[-1]:.1f}s of {run[0]:.1f}s listing the ids"
+                _variant("f", label, run, n, rates, cpu_rates, round_no, note)
             if args.also:
-                seconds_x, rss_x = run_target(events_file, receiver, expected, args.also)
-                rates["x"].append(n / seconds_x)
-                cpu_rates["x"].append(n / CPU[-1])
-                print(
-                    f"round {round_no}: (a') target-planhat, PYTHONPATH={args.also}: "
-                    f"{rates['x'][-1]:8,.0f} ev/s (cpu {cpu_rates['x'][-1]:,.0f}, "
-                    f"peak RSS {rss_x / 1024:.0f} MB)",
-                    flush=True,
-                )
+                run = run_target(events_file, receiver, expected, args.also)
+                label = f"target-planhat, PYTHONPATH={args.also}"
+                _variant("x", label, run, n, rates, cpu_rates, round_no)
         for label, table in (("wall", rates), ("cpu ", cpu_rates)):
             med = {key: statistics.median(values) for key, values in table.items() if values}
             if args.only_target:
