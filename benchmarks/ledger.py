@@ -52,28 +52,48 @@ def _size(store: Store) -> int:
     return int(rows[0][0])
 
 
-def _reopen(store: Store) -> Store:
+def _reopen(store: Store, tenant: str) -> Store:
     """The same store as another tenant."""
     if isinstance(store, SQLiteStore):
-        return SQLiteStore(store.path, TOKEN + "-other")
+        return SQLiteStore(store.path, tenant)
     assert isinstance(store, PostgresStore)
-    return PostgresStore(store.url, TOKEN + "-other")
+    return PostgresStore(store.url, tenant)
 
 
-def _measure(ledger: Ledger, next_id: int, samples: int) -> tuple[float, float, float]:
-    """Median ms of lookup, record, and both, for ``samples`` batches of new ids."""
-    lookups, records = [], []
+def _time(ledger: Ledger, batch: list[str]) -> tuple[float, float]:
+    """ms to look ``batch`` up and then to record it (what a run does per batch)."""
+    start = time.perf_counter()
+    assert not ledger.known(batch)
+    middle = time.perf_counter()
+    ledger.record(batch)
+    end = time.perf_counter()
+    return (middle - start) * 1000, (end - middle) * 1000
+
+
+def _measure(
+    ledger: Ledger, next_id: int, samples: int, label: str
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """``samples`` batches of new ids into ``ledger``, each followed by one into an empty ledger.
+
+    The empty ledger is a new tenant in the same store (no tables of its own yet), opened
+    before the clock starts. Full and empty alternate batch by batch, so both see the same
+    load on a shared machine and their ratio holds even when the load drifts.
+    """
+    full, empty = [], []
     for n in range(samples):
-        batch = _ids(next_id + n * BATCH, BATCH)
-        start = time.perf_counter()
-        assert not ledger.known(batch)
-        middle = time.perf_counter()
-        ledger.record(batch)
-        end = time.perf_counter()
-        lookups.append((middle - start) * 1000)
-        records.append((end - middle) * 1000)
-    both = [a + b for a, b in zip(lookups, records, strict=True)]
-    return statistics.median(lookups), statistics.median(records), statistics.median(both)
+        full.append(_time(ledger, _ids(next_id + 2 * n * BATCH, BATCH)))
+        other = Ledger(_reopen(ledger.store, f"{TOKEN}-{label}-{n}"), ttl_days=7)
+        empty.append(_time(other, _ids(next_id + (2 * n + 1) * BATCH, BATCH)))
+        other.store.close()
+    return full, empty
+
+
+def _all_ids(store: Store) -> int:
+    """Ids in the store, every tenant's (the empty ledgers measured beside the full one too)."""
+    return sum(
+        int(store.execute(f"SELECT COUNT(*) FROM {table}")[0][0])
+        for table in store.tables("tp_ledger_")
+    )
 
 
 def _fill(ledger: Ledger, filled: int, upto: int, now: float) -> None:
@@ -99,29 +119,40 @@ def run(store: Store, total: int, samples: int, checkpoints: list[int]) -> None:
     now = time.time()
     filled = 0
     next_id = 10**9  # measured batches use ids far from the fill's
-    base = None
     fill_start = time.perf_counter()
     print(f"\n{store.kind}: {store.location}")
-    print(f"{'ids':>12} {'lookup ms':>10} {'record ms':>10} {'both ms':>9} {'x empty':>8}")
+    print(
+        "medians of lookup / record / both, ms per 10,000-id batch; each batch into the full"
+        " ledger followed by one into an empty ledger (a new tenant)"
+    )
+    print(
+        f"{'ids':>12} {'lookup':>8} {'record':>8} {'both':>8} | {'empty: lookup':>13}"
+        f" {'record':>8} {'both':>8} | {'full/empty':>10} {'median pair':>11}"
+    )
     for checkpoint in checkpoints:
         _fill(ledger, filled, checkpoint, now)
         filled = checkpoint
-        lookup, record, both = _measure(ledger, next_id, samples)
-        next_id += samples * BATCH
-        base = base or both
-        print(f"{filled:>12,} {lookup:>10.1f} {record:>10.1f} {both:>9.1f} {both / base:>7.2f}x")
+        full, empty = _measure(ledger, next_id, samples, str(checkpoint))
+        next_id += 2 * samples * BATCH
+        f_both = [a + b for a, b in full]
+        e_both = [a + b for a, b in empty]
+        median = statistics.median
+        pairs = median(f / e for f, e in zip(f_both, e_both, strict=True))
+        print(
+            f"{filled:>12,} {median(a for a, _ in full):>8.1f} {median(b for _, b in full):>8.1f}"
+            f" {median(f_both):>8.1f} | {median(a for a, _ in empty):>13.1f}"
+            f" {median(b for _, b in empty):>8.1f} {median(e_both):>8.1f} |"
+            f" {median(f_both) / median(e_both):>9.2f}x {pairs:>10.2f}x"
+        )
         sys.stdout.flush()
-    # The machine's load changes over a long fill: measure an empty ledger again now, as another
-    # tenant in the same store (it has no tables yet), beside the full one.
-    other = Ledger(_reopen(store), ttl_days=7)
-    lookup, record, again = _measure(other, next_id, samples)
-    other.store.close()
-    print(f"{'empty, again':>12} {lookup:>10.1f} {record:>10.1f} {again:>9.1f}")
-    print(f"full / empty measured last: {both / again:.2f}x")
     fill_seconds = time.perf_counter() - fill_start
     count = ledger.count()
     size = _size(store)
-    print(f"fill + measure: {fill_seconds:.0f}s; {count:,} ids; {size / count:.1f} bytes per id")
+    every = _all_ids(store)
+    print(
+        f"fill + measure: {fill_seconds:.0f}s; {count:,} ids ({every:,} with the empty"
+        f" ledgers'); {size / every:.1f} bytes per id"
+    )
     start = time.perf_counter()
     pruned = ledger.prune(6)  # the oldest day only
     took = time.perf_counter() - start
