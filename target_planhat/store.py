@@ -242,10 +242,6 @@ class SQLiteStore(Store):
             # Lookups probe a few large tables at random places: read them through the OS page
             # cache (memory-mapped) instead of copying every page into SQLite's small cache.
             self._db.execute("PRAGMA mmap_size=1073741824")
-            # Recording a batch into a day's table of a million ids dirties thousands of pages;
-            # past the default 2 MB cache SQLite spills them to the WAL before the commit and
-            # reads them back. 64 MB (allocated only as used) keeps a batch's pages in memory.
-            self._db.execute("PRAGMA cache_size=-65536")
             if sys.version_info >= (3, 11):  # Connection.getlimit
                 limit = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
                 self.max_params = max(999, min(limit, 32_766))
