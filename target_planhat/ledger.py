@@ -6,16 +6,17 @@ acknowledged, so a replay sends only what Planhat never confirmed. It lives in t
 (``store.py``): an SQLite file at ``ledger_path`` (WAL: a committed transaction survives
 ``kill -9``), or PostgreSQL at ``ledger_url`` where the local disk does not survive the run.
 
-Layout, chosen so the cost stays flat at tens of millions of ids:
+Layout, chosen so no step scans what the ledger keeps (a lookup still probes every day's table,
+so it grows with the TTL window's size; ``benchmarks/README.md`` has the figures):
 
 - ids are kept as 128-bit BLAKE2b hashes (two 64-bit integers, whatever the id's length): a
   collision would silently drop a real event, and at 128 bits one among 10^9 ids has a chance
   of ~10^-21;
 - one table per tenant and day of acknowledgement, ``tp_ledger_<tenant number>_<UTC day>``, with
-  ``(hi, lo, at)`` keyed by ``(hi, lo)``: under 30 bytes per id in SQLite; a lookup sends the
-  batch once and probes the few tables of the TTL window by primary key; pruning drops whole
-  days, in time proportional to what it drops (it never scans what it keeps), and one tenant's
-  TTL never prunes another tenant's ids;
+  ``(hi, lo, at)`` keyed by ``(hi, lo)``: about 30 bytes per id in SQLite; a lookup sends the
+  batch once, in key order, and probes the tables of the TTL window by primary key; pruning
+  drops whole days, in time proportional to what it drops (it never scans what it keeps), and
+  one tenant's TTL never prunes another tenant's ids;
 - ``tp_tenants`` maps the tenant fingerprint (never the token, see ``store.py``) to its number.
 
 A 0.1.0 ledger file (one ``acked`` table, no tenant) is migrated in place the first time it is
