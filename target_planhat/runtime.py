@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import orjson
 
@@ -73,10 +74,7 @@ class Runtime:
             self.client = PlanhatClient(
                 settings.api_url,
                 settings.tenant_token,
-                request_timeout=settings.request_timeout,
-                max_retry_seconds=settings.max_retry_seconds,
-                guard=self.guard,
-                user_agent=f"target-planhat/{version}".rstrip("/"),
+                **self._http_options(version),
             )
             self.report.send_stats = self.client.stats
         #: The ledger's store (SQLite or PostgreSQL), opened once for whatever keeps state in it
@@ -116,6 +114,15 @@ class Runtime:
             self.store.sleep = self.guard.sleep  # a signal ends a wait between reconnects
         return self.store
 
+    def _http_options(self, version: str) -> dict[str, Any]:
+        """What every client of Planhat (activities, metric points, the REST API) shares."""
+        return {
+            "request_timeout": self.settings.request_timeout,
+            "max_retry_seconds": self.settings.max_retry_seconds,
+            "guard": self.guard,
+            "user_agent": f"target-planhat/{version}".rstrip("/"),
+        }
+
     def _metric_delivery(self, settings: Settings, version: str) -> MetricDelivery:
         """Metric points: to the dry-run file (counts in memory), or to Planhat with what each
         rule counted kept in the store (whatever ``dedupe`` says: it is the metrics' only
@@ -132,10 +139,7 @@ class Runtime:
             self.metric_client = PlanhatClient(
                 settings.api_url,
                 settings.tenant_token,
-                request_timeout=settings.request_timeout,
-                max_retry_seconds=settings.max_retry_seconds,
-                guard=self.guard,
-                user_agent=f"target-planhat/{version}".rstrip("/"),
+                **self._http_options(version),
                 path=settings.metrics_path,
                 bearer=settings.planhat_api_token,
                 what="metric points",
@@ -161,10 +165,7 @@ class Runtime:
         self.rest_client = PlanhatRestClient(
             settings.planhat_api_url,
             settings.planhat_api_token,
-            request_timeout=settings.request_timeout,
-            max_retry_seconds=settings.max_retry_seconds,
-            guard=self.guard,
-            user_agent=f"target-planhat/{version}".rstrip("/"),
+            **self._http_options(version),
         )
         hold: Hold | None = None
         if not settings.dry_run:
