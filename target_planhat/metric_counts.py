@@ -31,16 +31,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no flock; SQLite runs are not serialised
-    fcntl = None  # type: ignore[assignment]
 
 from target_planhat.store import Store
 
@@ -123,9 +116,6 @@ class MetricCounts:
         self._tenant = store.tenant
         self._sleep = sleep
         self._clock = clock
-        self._lock_path: Path | None = None
-        if store.kind == "sqlite":
-            self._lock_path = Path(f"{store.location}.metrics-lock")
         store.ensure_schema("metric_counted", schema(store.kind))
         self.pruned_days = 0
         self.pruned = self.prune(ttl_days)
@@ -205,53 +195,10 @@ class MetricCounts:
             found.update(row[0] for row in rows)
         return found
 
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
         """Held while a batch's points are counted, sent and committed (and while days close):
-        one process per store and tenant at a time (SQLite: per file). Released by the OS
-        (``flock``) or the server (the session's advisory lock) if the process dies."""
-        waited = 0.0
-        delay = 0.02
-        told = False
-        if self._store.kind == "postgres":
-            key = f"target_planhat:metrics:{self._tenant}"
-            while not self._store.execute("SELECT pg_try_advisory_lock(hashtext(?))", (key,))[0][0]:
-                told = self._wait(waited, told)
-                self._sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 0.5)
-            try:
-                yield
-            finally:
-                with contextlib.suppress(Exception):  # a lost connection released it already
-                    self._store.execute("SELECT pg_advisory_unlock(hashtext(?))", (key,))
-            return
-        if self._lock_path is None or fcntl is None:
-            yield
-            return
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    told = self._wait(waited, told)
-                    self._sleep(delay)
-                    waited += delay
-                    delay = min(delay * 2, 0.5)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
-
-    def _wait(self, waited: float, told: bool) -> bool:
-        if not told and waited >= 1.0:
-            logger.info(
-                "Waiting for another run of this tenant to finish sending metric points (%s)",
-                self._store.location,
-            )
-            return True
-        return told
+        one process per store and tenant at a time (SQLite: per file), ``Store.exclusive``."""
+        return self._store.exclusive("metrics", sleep=self._sleep)
 
     def counted(self, rule: str, event_ids: Sequence[str]) -> set[str]:
         """Which of ``event_ids`` the rule has counted already."""

@@ -33,6 +33,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; SQLite runs are not serialised
+    fcntl = None  # type: ignore[assignment]
+
 from target_planhat import redact
 from target_planhat.errors import StoreError
 from target_planhat.settings import ConfigError, Settings
@@ -148,6 +153,36 @@ class Store:
     def lock(self, name: str) -> None:
         """Inside a transaction: serialise with other processes doing the same (DDL, counters)."""
 
+    @contextlib.contextmanager
+    def exclusive(self, name: str, sleep: Callable[[float], None] | None = None) -> Iterator[None]:
+        """Held across transactions until the block exits: one process at a time per ``name``
+        and tenant (SQLite: per name and file). Released by the server (a session advisory lock)
+        or the OS (``flock``) when a process dies, kill -9 included. Waits with ``sleep``
+        (default: this store's), saying so once after a second."""
+        sleep = sleep or self.sleep
+        waited, delay, told = 0.0, 0.02, False
+        while not self._try_exclusive(name):
+            if not told and waited >= 1.0:
+                logger.info(
+                    "Waiting for another run of this tenant to release its %s lock (%s)",
+                    name,
+                    self.location,
+                )
+                told = True
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.5)
+        try:
+            yield
+        finally:
+            self._release_exclusive(name)
+
+    def _try_exclusive(self, name: str) -> bool:
+        return True
+
+    def _release_exclusive(self, name: str) -> None:
+        return None
+
     def tables(self, prefix: str) -> list[str]:
         """Names of our tables starting with ``prefix`` (partitions)."""
         raise NotImplementedError
@@ -225,6 +260,7 @@ class SQLiteStore(Store):
         super().__init__(max_retry_seconds)
         self.path = path
         self.location = str(path)
+        self._exclusive_fds: dict[str, int] = {}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -288,6 +324,23 @@ class SQLiteStore(Store):
             (escaped + "%",),
         )
         return sorted(row[0] for row in rows)
+
+    def _try_exclusive(self, name: str) -> bool:
+        if fcntl is None:
+            return True
+        fd = os.open(f"{self.path}.{name}-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._exclusive_fds[name] = fd
+        return True
+
+    def _release_exclusive(self, name: str) -> None:
+        fd = self._exclusive_fds.pop(name, None)
+        if fd is not None:
+            os.close(fd)  # releases the flock
 
     def _retryable(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and (
@@ -401,6 +454,15 @@ class PostgresStore(Store):
 
     def lock(self, name: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"target_planhat:{name}",))
+
+    def _try_exclusive(self, name: str) -> bool:
+        key = f"target_planhat:{name}:{self.tenant}"
+        return bool(self.execute("SELECT pg_try_advisory_lock(hashtext(?))", (key,))[0][0])
+
+    def _release_exclusive(self, name: str) -> None:
+        key = f"target_planhat:{name}:{self.tenant}"
+        with contextlib.suppress(Exception):  # a lost connection released it already
+            self.execute("SELECT pg_advisory_unlock(hashtext(?))", (key,))
 
     def tables(self, prefix: str) -> list[str]:
         escaped = prefix.replace("_", "\\_")
