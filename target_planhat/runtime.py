@@ -98,7 +98,6 @@ class Runtime:
                     self.report.count_rejected_again,
                 )
         self.metric_client: PlanhatClient | None = None
-        self.metric_store: Store | None = None
         self.metrics: MetricDelivery | None = None
         if settings.metrics:
             self.metrics = self._metric_delivery(settings, version)
@@ -132,9 +131,8 @@ class Runtime:
         if self.dry_run_file is not None:
             counts = MemoryCounts()
         else:
-            self.metric_store = self._shared_store()
             counts = MetricCounts(
-                self.metric_store, settings.ledger_ttl_days, sleep=self.guard.sleep
+                self._shared_store(), settings.ledger_ttl_days, sleep=self.guard.sleep
             )
             self.metric_client = PlanhatClient(
                 settings.api_url,
