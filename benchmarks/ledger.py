@@ -3,11 +3,14 @@
     .venv/bin/python benchmarks/ledger.py                       # both backends, 10M ids each
     .venv/bin/python benchmarks/ledger.py --ids 2000000 --backend sqlite
 
-Fills a ledger to N ids through ``Ledger`` (what a run calls), spread over today and the 7 days
-before as a 7-day TTL keeps them (one table per day, today's holding an eighth), and at 0, 1M,
-5M and N ids times what a run does per 10,000-id batch: look the batch up (``known``), then
-record it (``record``), median of ``--samples`` batches of new ids. Then prints the bytes per
-id on disk, and the time to prune one day (a whole table dropped) and to prune nothing.
+Fills a ledger to N ids through ``Ledger`` as a run records them: an Amplitude project whose N
+events fill a 7-day TTL window (8 UTC days, today's included), exported in time order (hourly
+exports: each id acknowledged an hour after its event), in 10,000-id batches with their
+activities' dates. At 0, 1M, 5M and N ids it times what a run does per 10,000-id batch: look
+the batch up (``known``), then record it (``record``), for the next events in time, median of
+``--samples`` batches, each followed by one into an empty ledger (a new tenant). Then prints
+the bytes per id on disk, the time to prune the oldest day (a whole table dropped) and to
+prune nothing, and how a batch of late events costs (each a random time of the window).
 
 PostgreSQL: ``--url`` to use a server (a database you may write in), else a throwaway server
 is started from the PostgreSQL binaries the tests use (``tests/support/postgres.py``).
@@ -16,7 +19,9 @@ is started from the PostgreSQL binaries the tests use (``tests/support/postgres.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -60,20 +65,43 @@ def _reopen(store: Store, tenant: str) -> Store:
     return PostgresStore(store.url, tenant)
 
 
-def _time(ledger: Ledger, batch: list[str]) -> tuple[float, float]:
+class Events:
+    """The project's events in time order: the ``k``-th at ``start + k * step`` seconds."""
+
+    def __init__(self, total: int, now: float) -> None:
+        self.step = 8 * DAY / max(total, 1)
+        self.start = now - 8 * DAY - 3600  # the last one an hour before now, as exported
+        self.next = 0
+
+    def date(self, k: int) -> str:
+        when = self.start + k * self.step
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(when))
+
+    def take(self, count: int) -> tuple[list[str], list[str], float]:
+        """The next ``count`` events: ids, dates, and when the batch is acknowledged."""
+        first = self.next
+        self.next += count
+        ids = _ids(first, count)
+        dates = [self.date(k) for k in range(first, first + count)]
+        return ids, dates, self.start + (first + count) * self.step + 3600
+
+
+def _time(ledger: Ledger, batch: tuple[list[str], list[str], float]) -> tuple[float, float]:
     """ms to look ``batch`` up and then to record it (what a run does per batch)."""
+    ids, dates, at = batch
     start = time.perf_counter()
-    assert not ledger.known(batch)
+    assert not ledger.known(ids, dates)
     middle = time.perf_counter()
-    ledger.record(batch)
+    ledger.record(ids, at=at, dates=dates)
     end = time.perf_counter()
     return (middle - start) * 1000, (end - middle) * 1000
 
 
 def _measure(
-    ledger: Ledger, next_id: int, samples: int, label: str
+    ledger: Ledger, events: Events, samples: int, label: str
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """``samples`` batches of new ids into ``ledger``, each followed by one into an empty ledger.
+    """``samples`` batches of the next events into ``ledger``, each followed by the same
+    number of events into an empty ledger.
 
     The empty ledger is a new tenant in the same store (no tables of its own yet), opened
     before the clock starts. Full and empty alternate batch by batch, so both see the same
@@ -81,9 +109,10 @@ def _measure(
     """
     full, empty = [], []
     for n in range(samples):
-        full.append(_time(ledger, _ids(next_id + 2 * n * BATCH, BATCH)))
+        batch = events.take(BATCH)
+        full.append(_time(ledger, batch))
         other = Ledger(_reopen(ledger.store, f"{TOKEN}-{label}-{n}"), ttl_days=7)
-        empty.append(_time(other, _ids(next_id + (2 * n + 1) * BATCH, BATCH)))
+        empty.append(_time(other, (_ids(10**9 + events.next, BATCH), *batch[1:])))
         other.store.close()
     return full, empty
 
@@ -93,47 +122,45 @@ def _all_ids(store: Store) -> int:
     return sum(
         int(store.execute(f"SELECT COUNT(*) FROM {table}")[0][0])
         for table in store.tables("tp_ledger_")
+        if table != "tp_ledger_last"
     )
 
 
-def _fill(ledger: Ledger, filled: int, upto: int, now: float) -> None:
-    """Record ids ``filled`` to ``upto`` as a 7-day ledger holds them at every size.
+def _fill(ledger: Ledger, events: Events, upto: int) -> None:
+    """Record the next events until the ledger holds ``upto`` ids."""
+    while events.next < upto:
+        ids, dates, at = events.take(min(BATCH, upto - events.next))
+        ledger.record(ids, at=at, dates=dates)
+        if events.next % 1_000_000 < BATCH:
+            print(f"  filled {events.next:,}", file=sys.stderr, flush=True)
 
-    Batch after batch goes round the 7 days before today and today, so at each checkpoint every
-    day's table holds an eighth of the ids (today's included: the end of a busy day, when the
-    measured batches record into the fullest table and the lookups probe the most). Within a
-    day the batches are spread over its 24 hours, as a run every so often would record them.
-    """
-    for start in range(filled, upto, BATCH):
-        number = start // BATCH
-        day_back = number % 8
-        hour = (number // 8) % 24
-        at = (int(now) // DAY - day_back) * DAY + hour * 3600 + 60
-        ledger.record(_ids(start, min(BATCH, upto - start)), at)
-        if number % 100 == 99:
-            print(f"  filled {start + BATCH:,}", file=sys.stderr, flush=True)
+
+def _late(ledger: Ledger, events: Events, now: float, seed: int) -> float:
+    """ms to look up and record a batch of late events, each at a random time of the window."""
+    rng = random.Random(seed)
+    ks = [rng.randrange(events.next) for _ in range(BATCH)]
+    ids = _ids(2 * 10**9 + seed * BATCH, BATCH)
+    return sum(_time(ledger, (ids, [events.date(k) for k in ks], now)))
 
 
 def run(store: Store, total: int, samples: int, checkpoints: list[int]) -> None:
     ledger = Ledger(store, ttl_days=7)
     now = time.time()
-    filled = 0
-    next_id = 10**9  # measured batches use ids far from the fill's
+    events = Events(total, now)
     fill_start = time.perf_counter()
     print(f"\n{store.kind}: {store.location}")
     print(
-        "medians of lookup / record / both, ms per 10,000-id batch; each batch into the full"
-        " ledger followed by one into an empty ledger (a new tenant)"
+        "medians of lookup / record / both, ms per 10,000-id batch of the next events; each"
+        " followed by one into an empty ledger (a new tenant)"
     )
     print(
         f"{'ids':>12} {'lookup':>8} {'record':>8} {'both':>8} | {'empty: lookup':>13}"
         f" {'record':>8} {'both':>8} | {'full/empty':>10} {'median pair':>11}"
     )
     for checkpoint in checkpoints:
-        _fill(ledger, filled, checkpoint, now)
-        filled = checkpoint
-        full, empty = _measure(ledger, next_id, samples, str(checkpoint))
-        next_id += 2 * samples * BATCH
+        _fill(ledger, events, checkpoint)
+        filled = events.next
+        full, empty = _measure(ledger, events, samples, str(checkpoint))
         f_both = [a + b for a, b in full]
         e_both = [a + b for a, b in empty]
         median = statistics.median
@@ -153,17 +180,29 @@ def run(store: Store, total: int, samples: int, checkpoints: list[int]) -> None:
         f"fill + measure: {fill_seconds:.0f}s; {count:,} ids ({every:,} with the empty"
         f" ledgers'); {size / every:.1f} bytes per id"
     )
+    tables = ledger._partitions()
+    oldest = min(tables)
+    last = int(store.execute("SELECT last FROM tp_ledger_last WHERE tbl = ?", (oldest,))[0][0])
+    ttl = (now - last) / DAY - 1e-6  # just short of the oldest day's last write: it goes
+    rows = ledger._rows(oldest)
     start = time.perf_counter()
-    pruned = ledger.prune(6)  # the oldest day only
+    pruned = ledger.prune(ttl)
     took = time.perf_counter() - start
-    print(f"prune one day: {pruned:,} ids in {took * 1000:.0f} ms")
+    print(f"prune the oldest day: {pruned:,} ids ({rows:,} in it) in {took * 1000:.0f} ms")
     start = time.perf_counter()
-    nothing = ledger.prune(6)
+    nothing = ledger.prune(ttl)
     took = time.perf_counter() - start
     print(f"prune with nothing to prune: {nothing} ids in {took * 1000:.1f} ms")
+    late = [_late(ledger, events, now, seed) for seed in range(3)]
+    print(
+        f"a batch of late events (each a random time of the window, {len(ledger._partitions())}"
+        f" day tables): {statistics.median(late):.0f} ms"
+    )
 
 
 def main() -> None:
+    # One WARNING per new tenant ("new and empty") is what a run should say, not a benchmark.
+    logging.getLogger("target_planhat.ledger").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ids", type=int, default=10_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")

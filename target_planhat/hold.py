@@ -51,7 +51,7 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS held_activities_held_at ON held_activities (tenant, held_at)",
 )
 
-Item = tuple[str, bytes, str, int]  # runtime.Item: (dedupe id, encoded activity, action, position)
+Item = tuple[str, bytes, str, int, str]  # runtime.Item: (id, activity, action, position, date)
 
 
 class UnmatchedActivity(RejectedRecord):
@@ -302,14 +302,23 @@ class UnmatchedPolicy:
                 except orjson.JSONDecodeError:
                     activities.append({})
             verdicts = self.known.check(activities)
-            ready = [held for held, why in zip(page, verdicts, strict=True) if why is None]
+            ready = [
+                (held, activity)
+                for held, activity, why in zip(page, activities, verdicts, strict=True)
+                if why is None
+            ]
             if not ready:
                 continue
             # ``deliver`` counts them as released, and may let go of each chunk as it is
             # acknowledged. Afterwards every one was acknowledged, now or (found in the ledger)
             # by an earlier run killed before it let go: none stays held.
-            deliver([(held.id, held.activity, held.action, n) for n, held in enumerate(ready)])
-            hold.delete([held.id for held in ready])
+            deliver(
+                [
+                    (held.id, held.activity, held.action, n, _date(activity))
+                    for n, (held, activity) in enumerate(ready)
+                ]
+            )
+            hold.delete([held.id for held, _ in ready])
         if self.report.released:
             logger.info("Released %d held activities that Planhat now knows", self.report.released)
 
@@ -350,6 +359,12 @@ class UnmatchedPolicy:
                 self.hold_days,
                 EXPIRED,
             )
+
+
+def _date(activity: dict[str, Any]) -> str:
+    """A held activity's date as the ledger keys it (validated before it was held)."""
+    date = activity.get("date")
+    return date if isinstance(date, str) else ""
 
 
 def top_unknown(counter: Counter[tuple[str, str]], n: int = TOP_IDS) -> str:

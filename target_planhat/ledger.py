@@ -6,17 +6,26 @@ acknowledged, so a replay sends only what Planhat never confirmed. It lives in t
 (``store.py``): an SQLite file at ``ledger_path`` (WAL: a committed transaction survives
 ``kill -9``), or PostgreSQL at ``ledger_url`` where the local disk does not survive the run.
 
-Layout, chosen so no step scans what the ledger keeps (a lookup still probes every day's table,
-so it grows with the TTL window's size; ``benchmarks/README.md`` has the figures):
+Layout, chosen so a batch's cost stays flat however many ids the ledger keeps
+(``benchmarks/README.md`` has the figures):
 
 - ids are kept as 128-bit BLAKE2b hashes (two 64-bit integers, whatever the id's length): a
   collision would silently drop a real event, and at 128 bits one among 10^9 ids has a chance
   of ~10^-21;
-- one table per tenant and day of acknowledgement, ``tp_ledger_<tenant number>_<UTC day>``, with
-  ``(hi, lo, at)`` keyed by ``(hi, lo)``: about 30 bytes per id in SQLite; a lookup sends the
-  batch once, in key order, and probes the tables of the TTL window by primary key; pruning
-  drops whole days, in time proportional to what it drops (it never scans what it keeps), and
-  one tenant's TTL never prunes another tenant's ids;
+- one table per tenant and *event* day (the activity's ``date``, UTC),
+  ``tp_ledger_<tenant number>_e<YYYYMMDD>``, with ``(t, hi, lo, at)`` keyed by ``(t, hi, lo)``,
+  ``t`` the event's minute of the day and ``at`` when Planhat acknowledged it. A replay carries
+  the same date, so a lookup probes only its own day's table, and Amplitude exports events in
+  time order, so a batch's keys sit side by side in that table: a batch reads and writes a few
+  neighbouring pages, not one page per id spread over the whole ledger. About 35 bytes per id
+  in SQLite;
+- ``tp_ledger_last`` keeps when each day's table was last written; pruning drops whole tables
+  not written for ``ledger_ttl_days``, in time proportional to what it drops (it never scans
+  what it keeps), and one tenant's TTL never prunes another tenant's ids. An event of last
+  month replayed today is kept as long as one of today;
+- ids without a date (a 0.1.0 ledger's, which never stored one) live in tables by day of
+  acknowledgement, ``tp_ledger_<tenant number>_<UTC day>`` keyed by ``(hi, lo)``, probed for
+  every lookup until the TTL prunes them;
 - ``tp_tenants`` maps the tenant fingerprint (never the token, see ``store.py``) to its number.
 
 A 0.1.0 ledger file (one ``acked`` table, no tenant) is migrated in place the first time it is
@@ -25,6 +34,7 @@ opened, in one transaction: its ids become the opening tenant's, none is lost.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import logging
@@ -33,6 +43,7 @@ import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import orjson
 
@@ -46,18 +57,29 @@ logger = logging.getLogger("target_planhat.ledger")
 
 DAY = 86400
 _PREFIX = "tp_ledger_"
+_EVENT_DAY = "e"  # tp_ledger_<n>_e<YYYYMMDD>: by event day; tp_ledger_<n>_<day>: undated ids
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS tp_tenants (tenant TEXT NOT NULL PRIMARY KEY, n BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tp_ledger_last (tbl TEXT NOT NULL PRIMARY KEY,"
+    " last BIGINT NOT NULL)",
 )
 
 
 _KEY = struct.Struct(">qq")
+_TIMED_KEY = struct.Struct(">Hqq")  # (minute of the day, hi, lo): a key in an event day's table
 Key = tuple[int, int]  # the id as stored: 128 bits of BLAKE2b as two signed 64-bit integers
+TimedKey = tuple[int, int, int]
 
 
 _ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
 _HASH = functools.partial(hashlib.blake2b, digest_size=16)
 _DIGEST = operator.methodcaller("digest")
+_DAY_TEXT = operator.itemgetter(slice(0, 10))
+_HH_MM = operator.itemgetter(slice(11, 16))
+# "HH:MM" -> the minute of the day as 2 big-endian bytes, the prefix of a timed key.
+_MINUTE = {
+    f"{h:02d}:{m:02d}": (h * 60 + m).to_bytes(2, "big") for h in range(24) for m in range(60)
+}
 
 
 def _digests(ids: Iterable[str]) -> list[bytes]:
@@ -77,6 +99,12 @@ def _keys(digests: list[bytes]) -> list[Key]:
     return list(map(_KEY.unpack, digests))
 
 
+def _timed_keys(keys: list[bytes]) -> list[TimedKey]:
+    """Sorted minute-and-digest keys as stored: by minute first, so a batch's are neighbours."""
+    keys.sort()
+    return list(map(_TIMED_KEY.unpack, keys))
+
+
 def _digest(activity_id: str) -> bytes:
     return _HASH(_ENCODE(activity_id)).digest()
 
@@ -90,8 +118,73 @@ def id_key(activity_id: str) -> Key:
     return _KEY.unpack(_digest(activity_id))
 
 
+@functools.lru_cache(maxsize=4096)
+def _event_day(text: str) -> str | None:
+    """``2026-11-30`` -> ``20261130`` (a table name's day), or None where it is not a date."""
+    digits = text[:4] + text[5:7] + text[8:10]
+    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not digits.isascii():
+        return None
+    if not digits.isdigit():  # and never a sign or a space: it becomes part of a table name
+        return None
+    try:
+        datetime.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return None
+    return digits
+
+
+class _Batch:
+    """A batch's ids as keys: by event day where the date is an ISO 8601 UTC text (what
+    ``validate`` makes of every activity's date), and the rest, undated, by digest alone."""
+
+    __slots__ = ("by_day", "dates", "digests", "ids", "undated")
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        dates: Sequence[str | None] | None,
+        digests: list[bytes] | None = None,
+    ) -> None:
+        self.ids = ids
+        self.dates = dates
+        self.digests = digests = _digests(ids) if digests is None else digests
+        self.by_day: dict[str, list[bytes]] = {}
+        self.undated: list[bytes] = []
+        if dates is None:
+            self.undated = list(digests)
+            return
+        if len(dates) != len(ids):
+            raise ValueError(f"{len(ids)} ids but {len(dates)} dates")
+        texts = [d for d in dates if type(d) is str]
+        if texts and len(texts) == len(dates):
+            # The usual batch: one day, every date well formed; C-level maps, no Python loop.
+            minutes = list(map(_MINUTE.get, map(_HH_MM, texts)))
+            days = set(map(_DAY_TEXT, texts))
+            if len(days) == 1 and None not in minutes:
+                day = _event_day(days.pop())
+                if day is not None:
+                    self.by_day[day] = list(
+                        map(bytes.__add__, cast("list[bytes]", minutes), digests)
+                    )
+                    return
+        for date, digest in zip(dates, digests, strict=True):
+            prefix = _MINUTE.get(date[11:16]) if type(date) is str else None
+            day = _event_day(date[:10]) if prefix is not None and date is not None else None
+            if prefix is None or day is None:
+                self.undated.append(digest)
+            else:
+                self.by_day.setdefault(day, []).append(prefix + digest)
+
+
 class Ledger:
-    """Acknowledged ids of one tenant, in a store shared with other tenants and processes."""
+    """Acknowledged ids of one tenant, in a store shared with other tenants and processes.
+
+    ``known`` and ``record`` take the activities' dates beside their ids (``dates[i]`` the ISO
+    8601 UTC ``date`` of ``ids[i]``), as a run does: an id is looked up in its event day's
+    table. Without dates, ids are recorded undated (by day of acknowledgement, probed on every
+    lookup, as 0.1.0's were) and looked up everywhere, event days' tables scanned: right, but
+    slow as the ledger grows, for tools and tests.
+    """
 
     def __init__(
         self,
@@ -144,24 +237,36 @@ class Ledger:
     def _table(self, day: int) -> str:
         return f"{self._prefix}{day}"
 
+    def _event_table(self, day: str) -> str:
+        return f"{self._prefix}{_EVENT_DAY}{day}"
+
+    @staticmethod
+    def _timed(table: str) -> bool:
+        return table.rsplit("_", 1)[1].startswith(_EVENT_DAY)
+
     @staticmethod
     def _day_of(table: str) -> int:
         return int(table.rsplit("_", 1)[1])
 
     def _partitions(self, refresh: bool = True) -> list[str]:
-        """This tenant's tables, newest day first (another process may have added one)."""
+        """This tenant's tables, event days first (another process may have added one)."""
         if refresh:
             self._existing = set(self.store.tables(self._prefix))
-        return sorted(self._existing, key=self._day_of, reverse=True)
+        timed = sorted((t for t in self._existing if self._timed(t)), reverse=True)
+        undated = sorted(
+            (t for t in self._existing if not self._timed(t)), key=self._day_of, reverse=True
+        )
+        return timed + undated
 
-    def _ensure_partition(self, day: int) -> str:
-        """Inside a transaction: the table for ``day``, created if missing."""
-        table = self._table(day)
+    def _ensure_partition(self, table: str) -> str:
+        """Inside a transaction: ``table``, created if missing."""
         if table not in self._existing:
             self.store.lock(f"ledger:ddl:{self.number}")
+            columns = "t BIGINT NOT NULL, " if self._timed(table) else ""
+            key = "t, hi, lo" if self._timed(table) else "hi, lo"
             self.store.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (hi BIGINT NOT NULL, lo BIGINT NOT NULL,"
-                f" at BIGINT NOT NULL, PRIMARY KEY (hi, lo)){self._suffix}"
+                f"CREATE TABLE IF NOT EXISTS {table} ({columns}hi BIGINT NOT NULL,"
+                f" lo BIGINT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY ({key})){self._suffix}"
             )
         return table
 
@@ -172,18 +277,17 @@ class Ledger:
 
     # --- the interface -------------------------------------------------------------------------
 
-    def known(self, ids: Sequence[str]) -> set[str]:
+    def known(self, ids: Sequence[str], dates: Sequence[str | None] | None = None) -> set[str]:
         """The subset of ``ids`` already acknowledged for this tenant."""
         if not ids:
             return set()
-        digests = _digests(ids)
-        by_digest = dict(zip(digests, ids, strict=True))
+        batch = _Batch(ids, dates)
+        by_digest = dict(zip(batch.digests, ids, strict=True))
         # ``record`` usually follows with (a subset of) these ids: hash them once.
-        self._recent = dict(zip(ids, digests, strict=True))
-        keys = _keys(digests)
+        self._recent = dict(zip(ids, batch.digests, strict=True))
         for attempt in range(3):
             try:
-                found = self._known_keys(keys)
+                found = self._known_keys(batch)
                 return {by_digest[_KEY.pack(*k)] for k in found}
             except StoreError:
                 raise
@@ -192,111 +296,177 @@ class Ledger:
                     raise
         raise AssertionError("unreachable")
 
-    def _batch(self, keys: Sequence[Key]) -> tuple[str, tuple[object, ...]]:
-        """The rows ``q(hi, lo)`` of ``keys``: SQL and its parameters, one for the whole batch."""
+    def _rows_of(self, keys: Sequence[tuple[int, ...]]) -> tuple[str, tuple[object, ...]]:
+        """The rows ``q(hi, lo)`` or ``q(t, hi, lo)`` of ``keys``: SQL and its parameters, one
+        for the whole batch."""
+        names = ("t", "hi", "lo") if keys and len(keys[0]) == 3 else ("hi", "lo")
         if self._pg:
+            arrays = ", ".join("?::bigint[]" for _ in names)
             return (
-                "SELECT * FROM unnest(?::bigint[], ?::bigint[]) AS q(hi, lo)",
-                ([k[0] for k in keys], [k[1] for k in keys]),
+                f"SELECT * FROM unnest({arrays}) AS q({', '.join(names)})",
+                tuple([k[i] for k in keys] for i in range(len(names))),
             )
-        return (
-            "SELECT json_extract(value, '$[0]') AS hi, json_extract(value, '$[1]') AS lo"
-            " FROM json_each(?)",
-            (orjson.dumps(keys).decode(),),
-        )
+        columns = ", ".join(f"json_extract(value, '$[{i}]') AS {n}" for i, n in enumerate(names))
+        return f"SELECT {columns} FROM json_each(?)", (orjson.dumps(keys).decode(),)
 
-    def _known_keys(self, keys: list[Key]) -> set[Key]:
-        tables = self._partitions()
-        if not tables:
-            return set()
-        # The batch is sent once and probed by primary key in every day's table.
-        batch, params = self._batch(keys)
-        # A probe by primary key per id, never a scan of a table (its cost would grow with the
-        # ledger): SQLite's CROSS JOIN keeps the batch as the outer loop; PostgreSQL, once it
-        # has statistics, would hash-join a whole day's table, and a LATERAL ... LIMIT 1 it
-        # cannot flatten keeps it to index probes.
-        if self._pg:
-            union = " UNION ALL ".join(
-                f"SELECT p.hi, p.lo FROM q CROSS JOIN LATERAL (SELECT hi, lo FROM {t}"
-                " WHERE hi = q.hi AND lo = q.lo LIMIT 1) AS p"
-                for t in tables
+    def _probe(
+        self, table: str, keys: Sequence[tuple[int, ...]], n: int
+    ) -> tuple[str, str, tuple[object, ...]]:
+        """One part of a lookup, ``keys`` probed by primary key in ``table``: its CTE ``q{n}``,
+        its SELECT and the CTE's parameters.
+
+        A probe per id, never a scan of a table (its cost would grow with the ledger): SQLite's
+        CROSS JOIN keeps the batch as the outer loop; PostgreSQL, once it has statistics, would
+        hash-join a whole table, and a LATERAL ... LIMIT 1 it cannot flatten keeps it to index
+        probes.
+        """
+        rows, params = self._rows_of(keys)
+        columns = ("t", "hi", "lo") if len(keys[0]) == 3 else ("hi", "lo")
+        match = " AND ".join(f"p.{c} = q{n}.{c}" for c in columns)
+        if len(columns) == 2 and self._timed(table):
+            # Ids without their dates in an event day's table: no key to probe, a scan.
+            cte = f"q{n} AS ({rows})"
+            select = (
+                f"SELECT p.hi, p.lo FROM {table} AS p WHERE (p.hi, p.lo) IN"
+                f" (SELECT hi, lo FROM q{n})"
             )
-            sql = f"WITH q AS MATERIALIZED ({batch}) {union}"
+        elif self._pg:
+            cte = f"q{n} AS MATERIALIZED ({rows})"
+            select = (
+                f"SELECT r.hi, r.lo FROM q{n} CROSS JOIN LATERAL (SELECT p.hi, p.lo FROM {table}"
+                f" AS p WHERE {match} LIMIT 1) AS r"
+            )
         else:
-            union = " UNION ALL ".join(
-                f"SELECT p.hi, p.lo FROM q CROSS JOIN {t} AS p ON p.hi = q.hi AND p.lo = q.lo"
-                for t in tables
-            )
-            sql = f"WITH q AS ({batch}) {union}"
-        rows = self.store.execute(sql, params)
+            cte = f"q{n} AS ({rows})"
+            select = f"SELECT p.hi, p.lo FROM q{n} CROSS JOIN {table} AS p ON {match}"
+        return cte, select, params
+
+    def _known_keys(self, batch: _Batch) -> set[Key]:
+        self._partitions()
+        parts: list[tuple[str, str, tuple[object, ...]]] = []
+        for day, keys in sorted(batch.by_day.items()):
+            table = self._event_table(day)
+            if table in self._existing:
+                parts.append(self._probe(table, _timed_keys(keys), len(parts)))
+        undated = self._undated_tables(refresh=False)
+        if batch.dates is None:
+            # Looked up without dates (tools, tests): every event day's table, scanned.
+            undated = sorted(self._existing)
+        if undated:
+            # Ids without a date, and every id while undated tables (0.1.0's) remain.
+            everything = [*batch.undated, *(k[2:] for keys in batch.by_day.values() for k in keys)]
+            flat = _keys(everything)
+            for table in undated:
+                parts.append(self._probe(table, flat, len(parts)))
+        if not parts:
+            return set()
+        ctes = ", ".join(part[0] for part in parts)
+        union = " UNION ALL ".join(part[1] for part in parts)
+        params = [p for part in parts for p in part[2]]
+        rows = self.store.execute(f"WITH {ctes} {union}", params)
         return {(int(r[0]), int(r[1])) for r in rows}
 
-    def record(self, ids: Iterable[str], at: float | None = None) -> None:
-        """Record acknowledged ids in one transaction (committed when this returns).
+    def record(
+        self,
+        ids: Sequence[str],
+        at: float | None = None,
+        dates: Sequence[str | None] | None = None,
+    ) -> None:
+        """Record acknowledged ids (``dates`` beside them) in one transaction, committed when
+        this returns.
 
         Retried within ``max_retry_seconds`` when the store's connection is lost; then
         ``StoreError``.
         """
         when = int(time.time() if at is None else at)
         recent = self._recent
-        digests = [recent.get(i) or _digest(i) for i in ids]
-        keys = _keys(list(set(digests)))
-        if keys:
-            self._insert(when // DAY, keys, when)
+        batch = _Batch(ids, dates, [recent.get(i) or _digest(i) for i in ids])
+        parts: list[tuple[str, Sequence[tuple[int, ...]]]] = [
+            (self._event_table(day), _timed_keys(list(set(keys))))
+            for day, keys in sorted(batch.by_day.items())
+        ]
+        if batch.undated:
+            parts.append((self._table(when // DAY), _keys(list(set(batch.undated)))))
+        self._write(parts, when)
 
-    def _insert(self, day: int, rows: Sequence[tuple[int, ...]], at: int | None = None) -> None:
-        """Rows acknowledged on ``day``, in one transaction: ``(hi, lo)`` all acknowledged
-        ``at``, or each ``(hi, lo, at)`` when ``at`` is None (copies, the migration).
+    def _insert_sql(
+        self, table: str, rows: Sequence[tuple[int, ...]], at: int | None
+    ) -> tuple[str, tuple[object, ...]]:
+        """INSERT of ``rows`` (keys, all acknowledged ``at``; or keys and each its own ``at``
+        last when ``at`` is None: copies, the migration) into ``table``.
 
         A run's batch binds its one ``at`` once instead of repeating it per row: SQLite then
-        parses a third less JSON per id.
+        parses less JSON per id.
         """
-        store = self.store
-        params: tuple[object, ...]
-        if at is not None and self._pg:
+        key = ("t", "hi", "lo") if self._timed(table) else ("hi", "lo")
+        width = len(key) + (at is None)
+        params: tuple[object, ...] = () if at is None else (at,)
+        if self._pg:
+            names = [f"c{i}" for i in range(width)]
+            stamp = "?::bigint" if at is not None else names[-1]
+            arrays = ", ".join("?::bigint[]" for _ in names)
             select = (
-                "SELECT q.hi, q.lo, ?::bigint FROM unnest(?::bigint[], ?::bigint[]) AS q(hi, lo)"
+                f"SELECT {', '.join(names[: len(key)])}, {stamp}"
+                f" FROM unnest({arrays}) AS q({', '.join(names)})"
             )
-            params = (at, [r[0] for r in rows], [r[1] for r in rows])
-        elif at is not None:
-            select = (
-                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?"
-                " FROM json_each(?) WHERE true"
-            )
-            params = (at, orjson.dumps(list(rows)).decode())
-        elif self._pg:
-            select = "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bigint[])"
-            params = tuple([r[i] for r in rows] for i in range(3))
+            params += tuple([r[i] for r in rows] for i in range(width))
         else:
-            select = (
-                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-                " json_extract(value, '$[2]') FROM json_each(?) WHERE true"
-            )
-            params = (orjson.dumps(list(rows)).decode(),)
+            values = [f"json_extract(value, '$[{i}]')" for i in range(width)]
+            stamp = "?" if at is not None else values[-1]
+            select = f"SELECT {', '.join(values[: len(key)])}, {stamp} FROM json_each(?) WHERE true"
+            params += (orjson.dumps(list(rows)).decode(),)
+        columns = ", ".join(key)
+        return (
+            f"INSERT INTO {table} ({columns}, at) {select} ON CONFLICT ({columns}) DO NOTHING",
+            params,
+        )
 
-        def work() -> str:
-            table = self._ensure_partition(day)
-            store.execute(
-                f"INSERT INTO {table} (hi, lo, at) {select} ON CONFLICT (hi, lo) DO NOTHING",
-                params,
-            )
-            return table
+    def _write(
+        self, parts: Sequence[tuple[str, Sequence[tuple[int, ...]]]], at: int | None
+    ) -> None:
+        """Insert each ``(table, rows)`` of ``parts``, all in one transaction.
+
+        Locks are taken in one order, so concurrent writers and a prune never wait on each
+        other in a circle: the DDL lock first (only if a table must be created), then each
+        table's ``tp_ledger_last`` row and rows, tables in name order.
+        """
+        parts = sorted((part for part in parts if part[1]), key=lambda part: part[0])
+        if not parts:
+            return
+        store = self.store
+        statements = [self._insert_sql(table, rows, at) for table, rows in parts]
+
+        def work() -> None:
+            if any(table not in self._existing for table, _ in parts):
+                store.lock(f"ledger:ddl:{self.number}")
+            for (table, rows), (sql, params) in zip(parts, statements, strict=True):
+                self._ensure_partition(table)
+                if self._timed(table):
+                    last = at if at is not None else max(r[-1] for r in rows)
+                    store.execute(
+                        "INSERT INTO tp_ledger_last (tbl, last) VALUES (?, ?) ON CONFLICT (tbl)"
+                        " DO UPDATE SET last = excluded.last"
+                        " WHERE excluded.last > tp_ledger_last.last",
+                        (table, last),
+                    )
+                store.execute(sql, params)
 
         try:
-            self._existing.add(store.atomic(work))
+            store.atomic(work)
         except StoreError:
             raise
         except Exception as exc:
-            # Our list of tables is stale: another process pruned it, or a server crash lost
-            # its creation (asynchronous commit). Create it again, once.
+            # Our list of tables is stale: another process pruned one, or a server crash lost
+            # its creation (asynchronous commit). Create them again, once.
             if not self._missing_table(exc):
                 raise
-            self._existing.discard(self._table(day))
-            self._existing.add(store.atomic(work))
+            self._partitions()
+            store.atomic(work)
+        self._existing.update(table for table, _ in parts)
 
     def discard(self, ids: Iterable[str]) -> int:
-        """Forget these ids (wherever they are); how many were there."""
-        batch, params = self._batch([id_key(i) for i in ids])
+        """Forget these ids (wherever they are, by scanning: for tests); how many were there."""
+        batch, params = self._rows_of([id_key(i) for i in ids])
         where = f" WHERE (hi, lo) IN (SELECT hi, lo FROM ({batch}) AS q)"
 
         def work() -> int:
@@ -314,46 +484,75 @@ class Ledger:
     def prune(self, ttl_days: float) -> int:
         """Forget ids older than ``ttl_days`` (Amplitude's own dedupe window is 7 days).
 
-        Whole days go, once every id in them is older than the window: an id is kept between
-        ``ttl_days`` and ``ttl_days`` + 1 day, never less.
+        Whole tables go, never a row at a time: an event day's table once nothing was written
+        to it for ``ttl_days``, an undated day once every id in it is older than that. An id
+        is kept at least ``ttl_days`` after it was acknowledged, never less.
         """
-        cutoff = time.time() - ttl_days * DAY
-        old = [t for t in self._partitions() if (self._day_of(t) + 1) * DAY <= cutoff]
-        return self._drop(old)
+        cutoff = int(time.time() - ttl_days * DAY)
+        undated = [t for t in self._undated_tables() if (self._day_of(t) + 1) * DAY <= cutoff]
+        escaped = f"{self._prefix}{_EVENT_DAY}".replace("_", "\\_")
+        stale = self.store.execute(
+            "SELECT tbl FROM tp_ledger_last WHERE tbl LIKE ? ESCAPE '\\' AND last <= ?",
+            (escaped + "%", cutoff),
+        )
+        return self._drop(undated) + self._drop(sorted(r[0] for r in stale), cutoff)
 
-    def _drop(self, tables: Sequence[str]) -> int:
+    def _undated_tables(self, refresh: bool = True) -> list[str]:
+        return [t for t in self._partitions(refresh) if not self._timed(t)]
+
+    def _drop(self, tables: Sequence[str], unwritten_since: int | None = None) -> int:
+        """Drop ``tables`` whole (an event day's only if not written after ``unwritten_since``,
+        checked again under the lock: another process may have just written to it)."""
         pruned = 0
+        store = self.store
         for table in tables:
 
             def work(table: str = table) -> int:
-                self.store.lock(f"ledger:ddl:{self.number}")
-                if table not in self.store.tables(table):
+                store.lock(f"ledger:ddl:{self.number}")
+                if self._timed(table):
+                    sql = "DELETE FROM tp_ledger_last WHERE tbl = ?"
+                    params: tuple[object, ...] = (table,)
+                    if unwritten_since is not None:
+                        sql += " AND last <= ?"
+                        params += (unwritten_since,)
+                    if unwritten_since is not None and not store.execute(
+                        sql + " RETURNING tbl", params
+                    ):
+                        return 0  # written meanwhile, or dropped by another process
+                    if unwritten_since is None:
+                        store.execute(sql, params)
+                if table not in store.tables(table):
                     return 0  # another process dropped it first
                 count = self._rows(table)
-                self.store.execute(f"DROP TABLE {table}")
+                store.execute(f"DROP TABLE {table}")
                 return count
 
-            pruned += self.store.atomic(work)
+            pruned += store.atomic(work)
             self._existing.discard(table)
         return pruned
 
     def forget(self, since: float | None = None, until: float | None = None) -> int:
         """Forget the ids acknowledged in ``[since, until)`` (either end open); how many.
 
-        For re-sending after fixing a mapping: Planhat then keeps both copies.
+        For re-sending after fixing a mapping: Planhat then keeps both copies. Everything
+        forgotten drops whole tables; a time range deletes row by row (an operator's command,
+        not a run's step).
         """
+        if since is None and until is None:
+            return self._drop(self._partitions())
         low = -(2**62) if since is None else int(since)
         high = 2**62 if until is None else int(until)
         today = int(time.time()) // DAY
         whole: list[str] = []
         forgotten = 0
         for table in self._partitions():
-            day = self._day_of(table)
-            if day != today and low <= day * DAY and (day + 1) * DAY <= high:
-                whole.append(table)
-                continue
-            if (day + 1) * DAY <= low or high <= day * DAY:
-                continue
+            if not self._timed(table):
+                day = self._day_of(table)
+                if day != today and low <= day * DAY and (day + 1) * DAY <= high:
+                    whole.append(table)
+                    continue
+                if (day + 1) * DAY <= low or high <= day * DAY:
+                    continue
 
             def work(table: str = table) -> int:
                 where = " WHERE at >= ? AND at < ?"
@@ -374,9 +573,11 @@ class Ledger:
         """
         copied = 0
         for table in source._partitions():
-            day = self._day_of(table)
-            for rows in _pages(source.store, f"SELECT hi, lo, at FROM {table}", ("hi", "lo")):
-                self._insert(day, [(int(r[0]), int(r[1]), int(r[2])) for r in rows])
+            mine = self._prefix + table.rsplit("_", 1)[1]
+            key = ("t", "hi", "lo") if self._timed(table) else ("hi", "lo")
+            select = f"SELECT {', '.join(key)}, at FROM {table}"
+            for rows in _pages(source.store, select, key):
+                self._write([(mine, [tuple(int(v) for v in r) for r in rows])], None)
                 copied += len(rows)
         return copied
 
@@ -402,7 +603,7 @@ class Ledger:
                     at = int(acked_at)
                     by_day.setdefault(at // DAY, []).append((*id_key(str(activity_id)), at))
                 for day, items in by_day.items():
-                    self._insert(day, items)  # joins this transaction
+                    self._write([(self._table(day), items)], None)  # joins this transaction
                     moved += len(items)
             store.execute("DROP TABLE acked")
             return moved

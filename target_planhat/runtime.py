@@ -35,7 +35,8 @@ from target_planhat.store import Store, open_store
 
 logger = logging.getLogger("target_planhat")
 
-Item = tuple[str, bytes, str, int]  # (dedupe id, encoded activity, action, input position)
+# (dedupe id, encoded activity, action, input position, the activity's date: ISO 8601 UTC)
+Item = tuple[str, bytes, str, int, str]
 
 
 class DryRunFile:
@@ -221,7 +222,7 @@ class Runtime:
                 seen.add(item[0])
                 unique.append(item)
         if self.ledger is not None and unique:
-            known = self.ledger.known([item[0] for item in unique])
+            known = self.ledger.known([item[0] for item in unique], [item[4] for item in unique])
             if known:
                 unique = [item for item in unique if item[0] not in known]
         self.report.duplicates_skipped += len(items) - len(unique)
@@ -242,8 +243,9 @@ class Runtime:
         if chunk:
             yield chunk
 
-    def _roll_up(self, items: list[Item]) -> tuple[list[Item], dict[int, list[str]]]:
-        """Activities of the ``rollup`` actions, grouped; ``{id(item): ids it stands for}``.
+    def _roll_up(self, items: list[Item]) -> tuple[list[Item], dict[int, list[tuple[str, str]]]]:
+        """Activities of the ``rollup`` actions, grouped; ``{id(item): (id, date) of each event
+        it stands for}``.
 
         After the ledger's dedupe, so a replayed event is not counted twice in a roll-up; a
         rolled-up activity takes the first event's id and position, and every event's id is
@@ -258,15 +260,15 @@ class Runtime:
         if not decoded:
             return items, {}
         out = [item for i, item in enumerate(items) if i not in decoded]
-        members: dict[int, list[str]] = {}
+        members: dict[int, list[tuple[str, str]]] = {}
         for group in rollup.groups(decoded.items()):
             first = items[group[0]]
             if len(group) == 1:
-                rolled = (first[0], first[1], first[2], first[3])
+                rolled = (first[0], first[1], first[2], first[3], first[4])
             else:
                 body = orjson.dumps(combine([decoded[i] for i in group]))
-                rolled = (first[0], body, first[2], first[3])
-            members[id(rolled)] = [items[i][0] for i in group]
+                rolled = (first[0], body, first[2], first[3], first[4])
+            members[id(rolled)] = [(items[i][0], items[i][4]) for i in group]
             out.append(rolled)
         out.sort(key=lambda item: item[3])
         return out, members
@@ -306,12 +308,18 @@ class Runtime:
                 assert self.client is not None
                 self.client.send(b"[" + b",".join(bodies) + b"]", len(chunk))
             with self.guard.critical():
-                ids = [item[0] for item in chunk]
                 rolled = [members[id(item)] for item in chunk if id(item) in members]
-                if rolled:
-                    ids = [i for item in chunk for i in members.get(id(item), (item[0],))]
                 if self.ledger is not None:
-                    self._record(ids, len(chunk))
+                    if rolled:
+                        events = [
+                            e
+                            for item in chunk
+                            for e in members.get(id(item), ((item[0], item[4]),))
+                        ]
+                        ids, dates = [e[0] for e in events], [e[1] for e in events]
+                    else:
+                        ids, dates = [item[0] for item in chunk], [item[4] for item in chunk]
+                    self._record(ids, dates, len(chunk))
                 with self.report.lock:
                     if self.dry_run_file is not None:
                         self.report.dry_run_written += len(chunk)
@@ -330,11 +338,11 @@ class Runtime:
                 following = chunks[number + 1][0][3] if number + 1 < len(chunks) else None
                 progress(following)
 
-    def _record(self, ids: list[str], activities: int) -> None:
+    def _record(self, ids: list[str], dates: list[str], activities: int) -> None:
         """Record an acknowledged chunk; if the ledger cannot, stop before any STATE covers it."""
         assert self.ledger is not None
         try:
-            self.ledger.record(ids)
+            self.ledger.record(ids, dates=dates)
         except StoreError as exc:
             with self.report.lock:
                 self.report.send_stats.unconfirmed_requests += 1

@@ -214,7 +214,7 @@ class PlanhatSink(FastStepsBatchSink):
         if items is None:
             items = context["items"] = []
             runtime.checkpoints.holding(self._holder, runtime.seq, time.monotonic())
-        items.append((key, body, activity["action"], runtime.seq))
+        items.append((key, body, activity["action"], runtime.seq, activity["date"]))
         self._batch_bytes += len(body) + 1
 
     def _observe(self, context: dict, event: dict, found: list) -> None:

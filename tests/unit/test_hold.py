@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from target_planhat.hold import EXPIRED, Hold, UnmatchedActivity, UnmatchedPolicy
+from target_planhat.hold import EXPIRED, Hold, Item, UnmatchedActivity, UnmatchedPolicy
 from target_planhat.known_ids import KnownIds, Unmatched
 from target_planhat.planhat_rest import COMPANIES, ENDUSERS, PlanhatRestClient
 from target_planhat.rejects import DeadLetterFile
@@ -28,7 +28,7 @@ class Clock:
         return self.now
 
 
-def _item(n: int, company: str, user: str = "u-x") -> tuple[str, bytes, str, int]:
+def _item(n: int, company: str, user: str = "u-x") -> Item:
     activity = {
         "externalId": user,
         "companyExternalId": company,
@@ -36,7 +36,7 @@ def _item(n: int, company: str, user: str = "u-x") -> tuple[str, bytes, str, int
         "date": f"2024-01-{n % 28 + 1:02d}T10:00:00.000Z",
         "info": {"n": n},
     }
-    return (f"ins-{n:06d}", orjson.dumps(activity), "Login", n)
+    return (f"ins-{n:06d}", orjson.dumps(activity), "Login", n, str(activity["date"]))
 
 
 @pytest.fixture

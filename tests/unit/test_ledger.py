@@ -3,17 +3,23 @@ and the duplicates it skipped in the delivery report (stderr JSON line and ``rep
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import logging
+import re
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from target_planhat.ledger import Ledger, id_key
+from target_planhat.ledger import DAY, Ledger, _Batch, id_key
 from target_planhat.settings import compile_settings
 from target_planhat.store import open_store
 from tests.support.cli import base_config
+from tests.support.examples import examples
 from tests.support.ledger import age
 from tests.support.postgres import PASSWORD, StoreBackend
 from tests.support.receiver import TOKEN
@@ -190,3 +196,176 @@ def test_a_batch_is_found_whatever_order_and_sign_its_keys_have(
     ledger.record(ids)  # half already there: the rest added, none twice
     assert ledger.count() == 3000 and ledger.known(ids) == set(ids)
     ledger.store.close()
+
+
+# --- ids kept by event day ----------------------------------------------------------------------
+
+
+def _dated(n: int, day: str = "2026-11-30", first: int = 0) -> tuple[list[str], list[str]]:
+    """``n`` insert ids with their activities' dates: one a minute from midnight of ``day``."""
+    ids = [f"ins-{day}-{i}" for i in range(first, first + n)]
+    dates = [f"{day}T{i // 60 % 24:02d}:{i % 60:02d}:07.250Z" for i in range(first, first + n)]
+    return ids, dates
+
+
+def test_dated_ids_live_in_their_event_days_table_and_are_found_there(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    ledger = Ledger(store_backend.open(tmp_path))
+    monday, m_dates = _dated(1500, "2026-11-30")
+    tuesday, t_dates = _dated(700, "2026-12-01")
+    ledger.record(monday + tuesday, dates=m_dates + t_dates)
+    tables = {t.rsplit("_", 1)[1]: ledger._rows(t) for t in ledger._partitions()}
+    assert tables == {"e20261130": 1500, "e20261201": 700}
+    # Both days in one lookup, in any order; found only with their own dates.
+    ids, dates = tuesday[::-3] + monday[::5], t_dates[::-3] + m_dates[::5]
+    assert ledger.known([*ids, "nope"], [*dates, m_dates[0]]) == set(ids)
+    assert ledger.known(monday[:10], t_dates[:10]) == set()
+    assert ledger.known(monday[:10]) == set(monday[:10])  # no dates: every table scanned
+    ledger.record(monday, dates=m_dates)  # again: nothing added
+    assert ledger.count() == 2200
+    [(hi, lo)] = ledger.store.execute(f"SELECT hi, lo FROM {ledger._prefix}e20261130 WHERE t = 61")
+    assert (hi, lo) == id_key(monday[61])  # 01:01 is minute 61 of the day
+    ledger.store.close()
+
+
+def test_ids_without_a_usable_date_are_kept_undated_and_still_found(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    ledger = Ledger(store_backend.open(tmp_path))
+    ids = ["a", "b", "c", "d", "e", "f"]
+    dates: list[str | None] = [
+        "2026-11-30T10:00:00.000Z",
+        None,
+        "not a date",
+        "2026-02-30T10:00:00.000Z",  # no such day
+        "2026-11-30T25:00:00.000Z",  # no such minute
+        "2026-11-30",
+    ]
+    ledger.record(ids, dates=dates)
+    kinds = sorted(t.rsplit("_", 1)[1][0] for t in ledger._partitions())
+    assert kinds[0] == "2" and kinds[1] == "e"  # one undated table (by day), one event day
+    assert ledger._rows(ledger._partitions()[0]) == 1
+    assert ledger.known(ids, dates) == set(ids) and ledger.known(ids) == set(ids)
+    ledger.store.close()
+
+
+def test_an_event_days_table_goes_once_nothing_was_written_to_it_for_ttl_days(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    ledger = Ledger(store_backend.open(tmp_path), ttl_days=7)
+    now = time.time()
+    old, old_dates = _dated(300, "2026-01-05")
+    late, late_dates = _dated(20, "2025-06-01")
+    kept, kept_dates = _dated(50, "2026-01-06")
+    ledger.record(old, at=now - 9 * DAY, dates=old_dates)
+    ledger.record(kept, at=now - 9 * DAY, dates=kept_dates)
+    ledger.record(kept[:1], at=now - 6 * DAY, dates=kept_dates[:1])  # written again since
+    ledger.record(late, at=now, dates=late_dates)  # an old event, acknowledged today
+    assert ledger.prune(7) == 300
+    assert ledger.known(old + kept + late, old_dates + kept_dates + late_dates) == {*kept, *late}
+    assert {t.rsplit("_", 1)[1] for t in ledger._partitions()} == {"e20260106", "e20250601"}
+    remaining = ledger.store.execute("SELECT tbl FROM tp_ledger_last ORDER BY tbl")
+    assert [r[0] for r in remaining] == sorted(ledger._partitions())
+    assert ledger.prune(5) == 50 and ledger.count() == 20
+    ledger.store.close()
+
+
+def test_forgetting_dated_ids_by_when_they_were_acknowledged(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    ledger = Ledger(store_backend.open(tmp_path))
+    now = time.time()
+    ids, dates = _dated(1000, "2026-11-30")
+    ledger.record(ids[:600], at=now - 3 * DAY, dates=dates[:600])
+    ledger.record(ids[600:], at=now, dates=dates[600:])
+    assert ledger.forget(since=now - 4 * DAY, until=now - 2 * DAY) == 600
+    assert ledger.known(ids, dates) == set(ids[600:])
+    assert ledger.forget() == 400 and ledger.known(ids, dates) == set()
+    assert ledger.store.execute("SELECT COUNT(*) FROM tp_ledger_last")[0][0] == 0
+    ledger.store.close()
+
+
+def test_0_1_0_ids_are_found_by_dated_lookups_until_pruned(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    _write_0_1_0(path, [("old-1", time.time() - 3 * DAY), ("old-2", time.time() - 9 * DAY)])
+    ledger = Ledger(path, tenant_token=TOKEN)  # migrated, then pruned: old-2 is 9 days old
+    assert ledger.migrated == 2 and ledger.pruned == 1
+    ids, dates = ["old-1", "old-2", "new"], ["2026-11-27T08:00:00.000Z"] * 3
+    assert ledger.known(ids, dates) == {"old-1"}
+    ledger.record(["new"], dates=dates[2:])
+    assert ledger.known(ids, dates) == {"old-1", "new"}
+    ledger.close()
+
+
+def test_copying_dated_and_undated_tables_keeps_when_each_day_was_last_written(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    source = Ledger(tmp_path / "source.sqlite", tenant_token=TOKEN)
+    ids, dates = _dated(2500, "2026-11-29")
+    source.record(ids, at=time.time() - 5 * DAY, dates=dates)
+    source.record(["undated"])
+    target = Ledger(store_backend.open(tmp_path, tenant_token="another-token"), ttl_days=7)
+    assert target.copy_from(source) == 2501 and target.copy_from(source) == 2501
+    assert target.known([*ids, "undated"], [*dates, None]) == {*ids, "undated"}
+    assert target.prune(4) == 2500  # last written 5 days ago, as in the source
+    source.close()
+    target.store.close()
+
+
+_PLAIN_DATE = r"([0-9]{4})-([0-9]{2})-([0-9]{2}).([01][0-9]|2[0-3]):([0-5][0-9])"
+
+
+def _plain_keys(ids: list[str], dates: list[str | None]) -> tuple[dict[str, list[bytes]], list]:
+    """What ``_Batch`` makes of a batch, one id at a time with ``re`` and ``datetime``: the
+    plain version of its one-day fast path."""
+    by_day: dict[str, list[bytes]] = {}
+    undated: list[bytes] = []
+    for activity_id, date in zip(ids, dates, strict=True):
+        digest = hashlib.blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=16)
+        # Any character between the day and the time (newline too): the ledger reads neither.
+        found = re.match(_PLAIN_DATE, date or "", re.DOTALL)
+        try:
+            assert found is not None
+            day = datetime.date(*(int(found[i]) for i in (1, 2, 3)))
+        except (AssertionError, ValueError):
+            undated.append(digest.digest())
+            continue
+        minute = (int(found[4]) * 60 + int(found[5])).to_bytes(2, "big")
+        name = f"{day.year:04d}{day.month:02d}{day.day:02d}"
+        by_day.setdefault(name, []).append(minute + digest.digest())
+    return by_day, undated
+
+
+_day_texts = st.sampled_from(["2026-11-30", "2026-12-01", "2024-02-29", "2026-02-29", "0001-01-01"])
+_dates = st.one_of(
+    st.builds(
+        lambda day, h, m, rest: f"{day}T{h:02d}:{m:02d}{rest}",
+        _day_texts,
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.sampled_from([":07.250Z", ":00Z", "", ":59.999Z"]),
+    ),
+    st.none(),
+    st.text(max_size=30),
+    st.builds(lambda a, b: f"2026-11-30{a}10:00{b}", st.characters(), st.text(max_size=3)),
+    st.builds(lambda a, b: f"{a[:4]}-{a[4:6]}-{b}", st.text(min_size=6, max_size=6), st.text()),
+)
+
+
+@settings(max_examples=examples(300))
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=20), _dates), max_size=40, unique_by=lambda p: p[0]
+    ),
+    st.booleans(),
+)
+def test_a_batchs_keys_are_those_of_the_plain_version(pairs, one_day: bool) -> None:
+    if one_day:  # the fast path's case: every date of one day, well formed
+        pairs = [
+            (i, f"2026-11-30T{n % 24:02d}:{n % 60:02d}:00.000Z") for n, (i, _) in enumerate(pairs)
+        ]
+    ids = [p[0] for p in pairs]
+    dates = [p[1] for p in pairs]
+    batch = _Batch(ids, dates)
+    assert (batch.by_day, batch.undated) == _plain_keys(ids, dates)

@@ -11,17 +11,17 @@ import pytest
 
 from target_planhat.checkpoints import IN_FLIGHT
 from target_planhat.planhat import PlanhatError
-from target_planhat.runtime import Runtime
+from target_planhat.runtime import Item, Runtime
 from target_planhat.settings import compile_settings
 from tests.support.cli import base_config
 from tests.support.receiver import TOKEN, PlanhatReceiver, Reply
 
 
-def _item(n: int, pad: int = 0) -> tuple[str, bytes, str, int]:
+def _item(n: int, pad: int = 0) -> Item:
     activity = {"externalId": f"user-{n}", "action": "Login", "date": "2024-01-01T00:00:00Z"}
     if pad:
         activity["info"] = {"pad": "x" * pad}
-    return (f"id-{n}", orjson.dumps(activity), "Login", n)
+    return (f"id-{n}", orjson.dumps(activity), "Login", n, activity["date"])
 
 
 @pytest.fixture
@@ -77,7 +77,10 @@ def test_ids_already_in_the_ledger_or_repeated_are_not_sent_again(runtimes) -> N
     sent = [a["externalId"] for r in planhat.activity_requests() for a in r.activities]
     assert sent == ["user-1", "user-2", "user-3"]
     assert runtime.report.duplicates_skipped == 2
-    assert runtime.ledger.known(["id-1", "id-2", "id-3"]) == {"id-1", "id-2", "id-3"}
+    ids, dates = ["id-1", "id-2", "id-3"], ["2024-01-01T00:00:00Z"] * 3
+    assert runtime.ledger.known(ids, dates) == set(ids)
+    assert runtime.ledger.known(ids) == set(ids)  # without dates: found too, by a scan
+    assert runtime.ledger.known(ids, ["2024-01-02T00:00:00Z"] * 3) == set()  # another day
 
 
 def test_a_refused_chunk_is_not_recorded_and_progress_stops_before_it(runtimes) -> None:
