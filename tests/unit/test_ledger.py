@@ -369,3 +369,23 @@ def test_a_batchs_keys_are_those_of_the_plain_version(pairs, one_day: bool) -> N
     dates = [p[1] for p in pairs]
     batch = _Batch(ids, dates)
     assert (batch.by_day, batch.undated) == _plain_keys(ids, dates)
+
+
+def test_a_day_written_to_after_prune_listed_it_stays(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    """Prune lists the stale days, then drops each under the DDL lock only if it is still
+    stale: another process may have recorded into it in between."""
+    ledger = Ledger(store_backend.open(tmp_path), ttl_days=7)
+    other = Ledger(store_backend.open(tmp_path), ttl_days=7)  # another process, same tenant
+    ids, dates = _dated(100, "2026-11-20")
+    ledger.record(ids[:50], at=time.time() - 9 * DAY, dates=dates[:50])
+    [table] = ledger._partitions()
+    cutoff = int(time.time() - 7 * DAY)
+    listed = ledger.store.execute("SELECT tbl FROM tp_ledger_last WHERE last <= ?", (cutoff,))
+    assert [r[0] for r in listed] == [table]
+    other.record(ids[50:], dates=dates[50:])  # between the listing and the drop
+    assert ledger._drop([table], cutoff) == 0
+    assert ledger.known(ids, dates) == set(ids) and ledger.prune(7) == 0
+    for each in (ledger, other):
+        each.store.close()
