@@ -137,7 +137,7 @@ class _Batch:
     """A batch's ids as keys: by event day where the date is an ISO 8601 UTC text (what
     ``validate`` makes of every activity's date), and the rest, undated, by digest alone."""
 
-    __slots__ = ("by_day", "dates", "digests", "ids", "undated")
+    __slots__ = ("by_day", "dates", "digests", "undated")
 
     def __init__(
         self,
@@ -145,7 +145,6 @@ class _Batch:
         dates: Sequence[str | None] | None,
         digests: list[bytes] | None = None,
     ) -> None:
-        self.ids = ids
         self.dates = dates
         self.digests = digests = _digests(ids) if digests is None else digests
         self.by_day: dict[str, list[bytes]] = {}
