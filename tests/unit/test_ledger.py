@@ -243,9 +243,9 @@ def test_ids_without_a_usable_date_are_kept_undated_and_still_found(
         "2026-11-30",
     ]
     ledger.record(ids, dates=dates)
-    kinds = sorted(t.rsplit("_", 1)[1][0] for t in ledger._partitions())
-    assert kinds[0] == "2" and kinds[1] == "e"  # one undated table (by day), one event day
-    assert ledger._rows(ledger._partitions()[0]) == 1
+    dated, undated = ledger._partitions()  # event days' tables first
+    assert ledger._timed(dated) and not ledger._timed(undated)
+    assert (ledger._rows(dated), ledger._rows(undated)) == (1, 5)  # "a" alone has a usable date
     assert ledger.known(ids, dates) == set(ids) and ledger.known(ids) == set(ids)
     ledger.store.close()
 
