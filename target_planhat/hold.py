@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,7 +40,6 @@ EXPIRED = "unmatched_expired"
 #: Held activities re-checked (and released) per step: the default ``batch_size_rows``.
 RELEASE_PAGE = 10_000
 _CHUNK = 500  # ids per DELETE statement: under SQLite's bound-parameter limit
-TOP_IDS = 5
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS held_activities (tenant TEXT NOT NULL, id TEXT NOT NULL,"
@@ -365,10 +363,3 @@ def _date(activity: dict[str, Any]) -> str:
     """A held activity's date as the ledger keys it (validated before it was held)."""
     date = activity.get("date")
     return date if isinstance(date, str) else ""
-
-
-def top_unknown(counter: Counter[tuple[str, str]], n: int = TOP_IDS) -> str:
-    """``unknown_company 'acme-9' (120), ...`` for a WARNING."""
-    return ", ".join(
-        f"{reason} {uid!r} ({count})" for (reason, uid), count in counter.most_common(n)
-    )

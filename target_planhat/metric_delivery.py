@@ -24,7 +24,6 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from target_planhat.metric_counts import MetricCounts
 from target_planhat.metrics import MetricRule, MetricRules, Observation, aggregate
 from target_planhat.planhat import PlanhatClient
 from target_planhat.rejects import DeadLetterFile
@@ -123,7 +122,7 @@ class MetricDelivery:
     def __init__(
         self,
         rules: MetricRules,
-        counts: MetricCounts | MemoryCounts,
+        counts: Counts,
         report: DeliveryReport,
         dead_letter: DeadLetterFile,
         guard: ShutdownGuard,
