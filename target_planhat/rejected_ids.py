@@ -16,6 +16,8 @@ import hashlib
 import time
 from collections.abc import Iterable, Sequence
 
+import orjson
+
 from target_planhat.store import Store
 
 SCHEMA = (
@@ -34,8 +36,11 @@ def _hash(event_id: str) -> str:
 class RejectedIds:
     """The (event id, reason) pairs this tenant's dead-letter lines were written for."""
 
-    def __init__(self, store: Store, ttl_days: float = 7.0) -> None:
+    def __init__(self, store: Store, ttl_days: float = 7.0, one_statement: bool = True) -> None:
         self.store = store
+        #: SQLite: each batch in one statement (JSON); False: the plain ``?`` lists, which
+        #: PostgreSQL always uses (the tests compare the two).
+        self.one_statement = one_statement
         store.ensure_schema("rejected", SCHEMA)
         self.pruned = self.prune(ttl_days)
 
@@ -64,6 +69,18 @@ class RejectedIds:
             by_hash.setdefault(_hash(pair[0]), []).append(pair)
         hashes = list(by_hash)
         found: set[Pair] = set()
+        if store.kind == "sqlite" and self.one_statement:
+            # The batch as one JSON parameter: one statement, so sqlite3 lets go of the GIL
+            # once for it, not once per id as for a list of ``?`` (the dead-letter file settles
+            # in a thread beside the one reading input, see rejects.py).
+            rows = store.execute(
+                "SELECT t.id, t.reason FROM json_each(?) AS q"
+                " CROSS JOIN tp_rejected AS t ON t.tenant = ? AND t.id = q.value",
+                (orjson.dumps(hashes).decode(), store.tenant),
+            )
+            for hashed, reason in rows:
+                found.update(pair for pair in by_hash.get(hashed, ()) if pair[1] == reason)
+            return found
         step = max(1, store.max_params - 1)
         for start in range(0, len(hashes), step):
             chunk = hashes[start : start + step]
@@ -80,6 +97,26 @@ class RejectedIds:
         """Record pairs whose dead-letter lines are durable (synced) now."""
         store = self.store
         now = int(time.time())
+        if store.kind == "sqlite" and self.one_statement:
+            # One statement per reason (a run has few), each id list as one JSON parameter:
+            # see known().
+            by_reason: dict[str, list[str]] = {}
+            for event_id, reason in pairs:
+                by_reason.setdefault(reason, []).append(_hash(event_id))
+            if not by_reason:
+                return
+
+            def insert() -> None:
+                for reason, hashes in by_reason.items():
+                    store.execute(
+                        "INSERT INTO tp_rejected (tenant, id, reason, rejected_at)"
+                        " SELECT ?, value, ?, ? FROM json_each(?) WHERE true"
+                        " ON CONFLICT (tenant, id, reason) DO NOTHING",
+                        (store.tenant, reason, now, orjson.dumps(hashes).decode()),
+                    )
+
+            store.atomic(insert)
+            return
         rows = [(store.tenant, _hash(event_id), reason, now) for event_id, reason in pairs]
         if not rows:
             return

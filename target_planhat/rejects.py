@@ -25,7 +25,7 @@ from target_planhat.errors import RejectedRecord as RejectedRecord
 logger = logging.getLogger("target_planhat.rejects")
 
 POLICIES = ("dead_letter", "skip", "fail")
-#: Rejected lines held back (to be checked against what was written before) at most.
+#: Rejected lines held back (to be checked against what was written before) per settle.
 _PENDING_MAX = 1000
 
 
@@ -36,6 +36,8 @@ class WrittenBefore(Protocol):
 
     def remember(self, pairs: Iterable[tuple[str, str]]) -> None: ...
 
+
+Pending = tuple[str | None, str, bytes]  # (event id, reason, line): a line held back
 
 DEFAULT_DEAD_LETTER_PATH = "planhat-rejected.jsonl"
 # A 50 MB record is kept as an excerpt: the dead-letter file must stay readable.
@@ -134,7 +136,13 @@ class DeadLetterFile:
 
     With ``written_before``, a line whose event id and reason were written in an earlier run is
     not written again; ``on_written_before(reason)`` counts it instead. Such lines wait in memory
-    (at most ``_PENDING_MAX``) and are checked in one query when they are settled (``sync``).
+    and are checked in one query when they are settled: by :meth:`sync`, or, every
+    ``_PENDING_MAX`` lines, in a thread of its own (``background``), so the store's queries and
+    commit (and its lock, which the sender thread's ledger commits hold too) do not stall the
+    thread reading input. At most one such settle runs at a time; while it runs, every new line
+    waits behind it (file order is input order), so at most ``2 * _PENDING_MAX`` lines are held.
+    A settle that failed raises in the next ``write``, ``sync`` or ``close``.
+    ``background=False`` settles in the writing thread: the plain version, for the tests.
     """
 
     def __init__(
@@ -142,14 +150,20 @@ class DeadLetterFile:
         path: str | os.PathLike[str],
         written_before: WrittenBefore | None = None,
         on_written_before: Callable[[str], None] | None = None,
+        background: bool = True,
     ) -> None:
         self.path = Path(path)
         self._handle: Any = None
         self._written_before = written_before
         self._on_written_before = on_written_before
-        self._pending: list[tuple[str | None, str, bytes]] = []  # (event id, reason, line)
+        self._pending: list[Pending] = []
         # The sender thread writes rows Planhat refused (metrics, held) beside the main thread.
         self._lock = threading.RLock()
+        self._background = background
+        # The settle in flight (set and cleared under the lock): only it writes to the file
+        # while set. Its failure waits in _error for the next write, sync or close.
+        self._settling: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def remember_in(
         self, written_before: WrittenBefore, on_written_before: Callable[[str], None]
@@ -188,12 +202,70 @@ class DeadLetterFile:
         )
         line = redact.redact_bytes(line) + b"\n"
         with self._lock:
-            if self._written_before is None or (event_id is None and not self._pending):
+            self._raise_failure()
+            if self._written_before is None or (
+                event_id is None and not self._pending and self._settling is None
+            ):
                 self._write(line)
                 return
             self._pending.append((event_id, reason, line))  # behind the others: same order
-            if len(self._pending) >= _PENDING_MAX:
+            if len(self._pending) < _PENDING_MAX:
+                return
+            if not self._background:
                 self._settle_pending()
+                return
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Settle the pending lines in a thread, once the settle before them has finished."""
+        while True:
+            self._join()
+            with self._lock:
+                if self._settling is not None:
+                    continue  # another thread handed over meanwhile: wait for that one
+                if len(self._pending) < _PENDING_MAX:
+                    return  # another thread handed these over already
+                pending, self._pending = self._pending, []
+                thread = threading.Thread(
+                    target=self._settle_in_thread, args=(pending,), name="dead-letter-settle"
+                )
+                thread.daemon = True
+                self._settling = thread
+                thread.start()
+                return
+
+    def _settle_in_thread(self, pending: list[Pending]) -> None:
+        try:
+            self._settle(pending)
+        except BaseException as exc:  # raised in the next write, sync or close
+            self._error = exc
+
+    def _join(self) -> None:
+        """Wait for the settle in flight (not holding the lock: it may need it); raise its
+        failure."""
+        thread = self._settling
+        if thread is not None:
+            thread.join()
+            with self._lock:
+                if self._settling is thread:
+                    self._settling = None
+        with self._lock:
+            self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+
+    def _idle(self) -> None:
+        """Return holding the lock with no settle in flight (then none can start)."""
+        while True:
+            self._join()
+            self._lock.acquire()
+            if self._settling is None:
+                return
+            self._lock.release()
 
     def _write(self, line: bytes) -> None:
         if self._handle is None:
@@ -204,13 +276,16 @@ class DeadLetterFile:
         self._handle.write(line)
 
     def _settle_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        self._settle(pending)
+
+    def _settle(self, pending: list[Pending]) -> None:
         """Write the held-back lines not written before, make them durable, then remember them.
 
         In that order: a crash between the two writes a line twice on the next replay, never
         loses one. If the store cannot answer, every line is written (a line too many, never
-        one too few).
+        one too few). Runs holding the lock, or as the settle in flight (then it alone writes).
         """
-        pending, self._pending = self._pending, []
         if not pending:
             return
         assert self._written_before is not None
@@ -258,16 +333,22 @@ class DeadLetterFile:
 
     def sync(self) -> None:
         """Before a STATE that covers rejected records, make their lines durable."""
-        with self._lock:
+        self._idle()
+        try:
             if self._pending:
                 self._settle_pending()  # syncs too
             else:
                 self._fsync()
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
-        with self._lock:
+        self._idle()
+        try:
             if self._pending:
                 self._settle_pending()
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+        finally:
+            self._lock.release()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from target_planhat.rejected_ids import RejectedIds
+from target_planhat.store import open_path
+from tests.support.examples import examples
 from tests.support.postgres import StoreBackend
 
 
@@ -65,3 +71,30 @@ def test_pairs_older_than_the_ttl_are_pruned(store_backend: StoreBackend, tmp_pa
         }
     finally:
         store.close()
+
+
+_ids = st.text(alphabet=st.characters(codec=None), max_size=12)  # lone surrogates included
+_pairs = st.lists(st.tuples(_ids, st.sampled_from(["no_identifier", "bad_date", 'q"\\'])))
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(earlier=_pairs, later=_pairs, asked=_pairs)
+def test_sqlite_one_statement_answers_as_the_plain_lists(
+    earlier: list[tuple[str, str]], later: list[tuple[str, str]], asked: list[tuple[str, str]]
+) -> None:
+    # The fast path (each batch as one JSON parameter) against the plain ``?`` lists, which
+    # PostgreSQL uses: the same rows stored, the same pairs known.
+    with tempfile.TemporaryDirectory() as tmp:
+        answers = []
+        for one_statement in (True, False):
+            store = open_path(Path(tmp) / f"{one_statement}.sqlite", "tenant-token-1")
+            try:
+                ids = RejectedIds(store, one_statement=one_statement)
+                ids.remember(earlier)
+                first = ids.known(asked + later)
+                ids.remember(later)
+                rows = store.execute("SELECT id, reason FROM tp_rejected ORDER BY 1, 2")
+                answers.append((first, ids.known(asked + earlier), rows))
+            finally:
+                store.close()
+    assert answers[0] == answers[1]

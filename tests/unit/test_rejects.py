@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from target_planhat import rejects
 from target_planhat.rejected_ids import RejectedIds
 from target_planhat.rejects import DeadLetterFile
 from target_planhat.store import open_path
+from tests.support.examples import examples
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    """A monkeypatch hypothesis may share between examples (function-scoped ones it refuses)."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 class _Broken:
@@ -79,3 +95,87 @@ def test_without_memory_every_line_is_written_at_once(tmp_path: Path) -> None:
     dead.sync()
     assert len(_lines(path)) == 2
     dead.close()
+
+
+class _Slow(RejectedIds):
+    """Answers a moment later: a settle in its thread is still running at the next writes."""
+
+    def known(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        time.sleep(0.002)  # widens the window for ordering mistakes; nothing waits for it
+        return super().known(pairs)
+
+
+def _count(counter: Counter[str], reason: str) -> None:
+    counter[reason] += 1
+
+
+# One step of a run: a rejected line (event id or None, reason), then a sync (before a STATE)
+# when the third is 0.
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d", None]),
+        st.sampled_from(["r1", "r2"]),
+        st.integers(0, 7),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(earlier=_steps, steps=_steps)
+def test_settling_in_a_thread_writes_what_settling_in_place_writes(
+    earlier: list[tuple[str | None, str, int]],
+    steps: list[tuple[str | None, str, int]],
+    monkeypatch_module: pytest.MonkeyPatch,
+) -> None:
+    # The fast path (each full batch settled in a thread of its own) against the plain one
+    # (settled in the writing thread): the same lines in the same order, the same counts, over
+    # two runs (the second sees what the first remembered).
+    monkeypatch_module.setattr(rejects, "_PENDING_MAX", 3)  # many hand-overs per example
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for background in (True, False):
+            path = Path(tmp) / f"{background}.jsonl"
+            store = open_path(Path(tmp) / f"{background}.sqlite", "tenant-token-1")
+            again: Counter[str] = Counter()
+            try:
+                for run in (earlier, steps):
+                    dead = DeadLetterFile(
+                        path,
+                        _Slow(store),
+                        functools.partial(_count, again),
+                        background=background,
+                    )
+                    for number, (event_id, reason, sync) in enumerate(run):
+                        record = {"id": event_id, "n": number}
+                        dead.write("s", reason, "why", record, None, 1, event_id)
+                        if not sync:
+                            dead.sync()
+                    dead.close()
+            finally:
+                store.close()
+            lines = [(x["record"]["id"], x["record"]["n"], x["reason"]) for x in _lines(path)]
+            results.append((lines, again))
+    assert results[0] == results[1]
+
+
+def test_a_settle_that_failed_in_its_thread_raises_in_the_next_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rejects, "_PENDING_MAX", 2)
+    store = open_path(tmp_path / "ledger.sqlite", "tenant-token-1")
+    try:
+        RejectedIds(store).remember([("a", "no_identifier")])
+
+        def count(reason: str) -> None:
+            raise RuntimeError("cannot count")
+
+        dead = DeadLetterFile(tmp_path / "rejected.jsonl", RejectedIds(store), count)
+        _write(dead, "a")
+        _write(dead, "b")  # hands both over: the thread fails counting "a" again
+        with pytest.raises(RuntimeError, match="cannot count"):
+            dead.sync()
+        dead.sync()  # raised once
+        dead.close()
+    finally:
+        store.close()
