@@ -24,7 +24,8 @@ class Sender:
         self._check = check  # called while ``wait()`` polls: a deferred signal stops the wait
         self._cond = threading.Condition()
         self._job: Callable[[], None] | None = None  # set from hand-over until it has finished
-        self._error: BaseException | None = None
+        #: What the last delivery raised, until ``raise_failure()`` raises it.
+        self.failure: BaseException | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -66,9 +67,9 @@ class Sender:
 
     def raise_failure(self) -> None:
         """Raise (once) the exception a delivery ended with."""
-        error = self._error
+        error = self.failure
         if error is not None:
-            self._error = None
+            self.failure = None
             raise error
 
     def _loop(self) -> None:
@@ -82,7 +83,7 @@ class Sender:
             try:
                 job()
             except BaseException as exc:  # handed to the main thread, which reports it
-                self._error = exc
+                self.failure = exc
             finally:
                 with self._cond:
                     self._job = None

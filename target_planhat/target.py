@@ -218,9 +218,15 @@ class TargetPlanhat(Target):
 
     def _after_message(self, *, idle: bool = False) -> None:
         """Between two messages (or while the tap is quiet): stop, fail, or write STATE now due."""
-        runtime = self._rt
-        runtime.guard.check()
-        runtime.sender.raise_failure()
+        # Per message: plain attributes first, the calls only when they have something to do.
+        runtime = self.runtime
+        assert runtime is not None
+        guard = runtime.guard
+        if guard.signum is not None:
+            guard.check()
+        sender = runtime.sender
+        if sender.failure is not None:
+            sender.raise_failure()
         if runtime.checkpoints.news:
             self.write_acknowledged_state()
         now = time.monotonic()
