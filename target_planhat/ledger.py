@@ -42,6 +42,7 @@ import operator
 import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import cast
 
@@ -137,7 +138,7 @@ class _Batch:
     """A batch's ids as keys: by event day where the date is an ISO 8601 UTC text (what
     ``validate`` makes of every activity's date), and the rest, undated, by digest alone."""
 
-    __slots__ = ("by_day", "dates", "digests", "undated")
+    __slots__ = ("_sorted", "by_day", "dates", "digests", "undated")
 
     def __init__(
         self,
@@ -149,14 +150,15 @@ class _Batch:
         self.digests = digests = _digests(ids) if digests is None else digests
         self.by_day: dict[str, list[bytes]] = {}
         self.undated: list[bytes] = []
+        self._sorted: dict[str, list[TimedKey]] = {}
         if dates is None:
             self.undated = list(digests)
             return
         if len(dates) != len(ids):
             raise ValueError(f"{len(ids)} ids but {len(dates)} dates")
-        texts = [d for d in dates if type(d) is str]
-        if texts and len(texts) == len(dates):
+        if dates and all(map(isinstance, dates, repeat(str))):
             # The usual batch: one day, every date well formed; C-level maps, no Python loop.
+            texts = cast("Sequence[str]", dates)
             minutes = list(map(_MINUTE.get, map(_HH_MM, texts)))
             days = set(map(_DAY_TEXT, texts))
             if len(days) == 1 and None not in minutes:
@@ -167,12 +169,19 @@ class _Batch:
                     )
                     return
         for date, digest in zip(dates, digests, strict=True):
-            prefix = _MINUTE.get(date[11:16]) if type(date) is str else None
+            prefix = _MINUTE.get(date[11:16]) if isinstance(date, str) else None
             day = _event_day(date[:10]) if prefix is not None and date is not None else None
             if prefix is None or day is None:
                 self.undated.append(digest)
             else:
                 self.by_day.setdefault(day, []).append(prefix + digest)
+
+    def timed(self, day: str) -> list[TimedKey]:
+        """``day``'s keys as stored, sorted (once: the lookup's, then the record's)."""
+        keys = self._sorted.get(day)
+        if keys is None:
+            keys = self._sorted[day] = _timed_keys(self.by_day[day])
+        return keys
 
 
 class Ledger:
@@ -194,6 +203,7 @@ class Ledger:
         self.store = where if isinstance(where, Store) else open_path(where, tenant_token)
         self._own_store = not isinstance(where, Store)
         self._recent: dict[str, bytes] = {}
+        self._looked_up: tuple[list[str], list[str | None] | None, _Batch] | None = None
         store = self.store
         self._pg = store.kind == "postgres"
         self._suffix = "" if self._pg else " WITHOUT ROWID"
@@ -282,8 +292,9 @@ class Ledger:
             return set()
         batch = _Batch(ids, dates)
         by_digest = dict(zip(batch.digests, ids, strict=True))
-        # ``record`` usually follows with (a subset of) these ids: hash them once.
+        # ``record`` usually follows with these ids (or a subset): hash and sort them once.
         self._recent = dict(zip(ids, batch.digests, strict=True))
+        self._looked_up = (list(ids), None if dates is None else list(dates), batch)
         for attempt in range(3):
             try:
                 found = self._known_keys(batch)
@@ -343,10 +354,10 @@ class Ledger:
     def _known_keys(self, batch: _Batch) -> set[Key]:
         self._partitions()
         parts: list[tuple[str, str, tuple[object, ...]]] = []
-        for day, keys in sorted(batch.by_day.items()):
+        for day in sorted(batch.by_day):
             table = self._event_table(day)
             if table in self._existing:
-                parts.append(self._probe(table, _timed_keys(keys), len(parts)))
+                parts.append(self._probe(table, batch.timed(day), len(parts)))
         undated = self._undated_tables(refresh=False)
         if batch.dates is None:
             # Looked up without dates (tools, tests): every event day's table, scanned.
@@ -378,14 +389,22 @@ class Ledger:
         ``StoreError``.
         """
         when = int(time.time() if at is None else at)
-        recent = self._recent
-        batch = _Batch(ids, dates, [recent.get(i) or _digest(i) for i in ids])
+        looked_up = self._looked_up
+        if (
+            looked_up is not None
+            and looked_up[0] == ids
+            and looked_up[1] == (None if dates is None else list(dates))
+        ):
+            batch = looked_up[2]  # what ``known`` was just asked: keys made and sorted there
+        else:
+            recent = self._recent
+            batch = _Batch(ids, dates, [recent.get(i) or _digest(i) for i in ids])
+        # A repeated id is inserted once: ON CONFLICT DO NOTHING within the statement too.
         parts: list[tuple[str, Sequence[tuple[int, ...]]]] = [
-            (self._event_table(day), _timed_keys(list(set(keys))))
-            for day, keys in sorted(batch.by_day.items())
+            (self._event_table(day), batch.timed(day)) for day in sorted(batch.by_day)
         ]
         if batch.undated:
-            parts.append((self._table(when // DAY), _keys(list(set(batch.undated)))))
+            parts.append((self._table(when // DAY), _keys(list(batch.undated))))
         self._write(parts, when)
 
     def _insert_sql(
