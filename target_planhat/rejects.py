@@ -38,6 +38,7 @@ class WrittenBefore(Protocol):
 
 
 Pending = tuple[str | None, str, bytes]  # (event id, reason, line): a line held back
+Pair = tuple[str, str]  # (event id, reason)
 
 DEFAULT_DEAD_LETTER_PATH = "planhat-rejected.jsonl"
 # A 50 MB record is kept as an excerpt: the dead-letter file must stay readable.
@@ -141,7 +142,9 @@ class DeadLetterFile:
     commit (and its lock, which the sender thread's ledger commits hold too) do not stall the
     thread reading input. At most one such settle runs at a time; while it runs, every new line
     waits behind it (file order is input order), so at most ``2 * _PENDING_MAX`` lines are held.
-    A settle that failed raises in the next ``write``, ``sync`` or ``close``.
+    :meth:`sync` writes and syncs in the calling thread (a STATE waits for that) and leaves the
+    remembering to that thread. A settle that failed raises in the next ``write``, ``sync`` or
+    ``close``.
     ``background=False`` settles in the writing thread: the plain version, for the tests.
     """
 
@@ -226,17 +229,21 @@ class DeadLetterFile:
                 if len(self._pending) < _PENDING_MAX:
                     return  # another thread handed these over already
                 pending, self._pending = self._pending, []
-                thread = threading.Thread(
-                    target=self._settle_in_thread, args=(pending,), name="dead-letter-settle"
-                )
-                thread.daemon = True
-                self._settling = thread
-                thread.start()
+                self._start(self._settle, pending)
                 return
 
-    def _settle_in_thread(self, pending: list[Pending]) -> None:
+    def _start(self, step: Callable[[list[Any]], None], batch: list[Any]) -> None:
+        """Run ``step(batch)`` as the settle in flight (call holding the lock, none in flight)."""
+        thread = threading.Thread(
+            target=self._in_thread, args=(step, batch), name="dead-letter-settle"
+        )
+        thread.daemon = True
+        self._settling = thread
+        thread.start()
+
+    def _in_thread(self, step: Callable[[list[Any]], None], batch: list[Any]) -> None:
         try:
-            self._settle(pending)
+            step(batch)
         except BaseException as exc:  # raised in the next write, sync or close
             self._error = exc
 
@@ -286,8 +293,13 @@ class DeadLetterFile:
         loses one. If the store cannot answer, every line is written (a line too many, never
         one too few). Runs holding the lock, or as the settle in flight (then it alone writes).
         """
+        self._remember(self._write_new(pending))
+
+    def _write_new(self, pending: list[Pending]) -> list[Pair]:
+        """The first half of :meth:`_settle`: the lines not written before, written and made
+        durable; returns the pairs to remember (none if the store could not answer)."""
         if not pending:
-            return
+            return []
         assert self._written_before is not None
         pairs = [(event_id, reason) for event_id, reason, _ in pending if event_id is not None]
         remember = True
@@ -301,7 +313,7 @@ class DeadLetterFile:
                 len(pending),
             )
             known, remember = set(), False
-        new: list[tuple[str, str]] = []
+        new: list[Pair] = []
         for event_id, reason, line in pending:
             if event_id is None:
                 self._write(line)
@@ -315,16 +327,22 @@ class DeadLetterFile:
             new.append(pair)
             self._write(line)
         self._fsync()
-        if remember and new:
-            try:
-                self._written_before.remember(new)
-            except Exception as exc:
-                logger.warning(
-                    "dead_letter_path: cannot remember %d rejected events (%s); a replay "
-                    "writes them again",
-                    len(new),
-                    redact.redact(str(exc)),
-                )
+        return new if remember else []
+
+    def _remember(self, new: list[Pair]) -> None:
+        """The second half of :meth:`_settle`, once the lines of ``new`` are durable."""
+        if not new:
+            return
+        assert self._written_before is not None
+        try:
+            self._written_before.remember(new)
+        except Exception as exc:
+            logger.warning(
+                "dead_letter_path: cannot remember %d rejected events (%s); a replay "
+                "writes them again",
+                len(new),
+                redact.redact(str(exc)),
+            )
 
     def _fsync(self) -> None:
         if self._handle is not None:
@@ -332,13 +350,22 @@ class DeadLetterFile:
             os.fsync(self._handle.fileno())
 
     def sync(self) -> None:
-        """Before a STATE that covers rejected records, make their lines durable."""
+        """Before a STATE that covers rejected records, make their lines durable.
+
+        Only that waits: with ``background``, remembering them runs in the settle thread (the
+        next settle waits for it, so it still sees them).
+        """
         self._idle()
         try:
-            if self._pending:
-                self._settle_pending()  # syncs too
-            else:
+            if not self._pending:
                 self._fsync()
+                return
+            pending, self._pending = self._pending, []
+            new = self._write_new(pending)  # synced
+            if self._background and new:
+                self._start(self._remember, new)
+            else:
+                self._remember(new)
         finally:
             self._lock.release()
 
