@@ -20,14 +20,17 @@ runs, alternating, ``--rounds`` times each:
     ids are listed at start-up, as in a first run or one after ``planhat_ids_ttl_minutes``),
     every activity checked, the few of one unknown company held; ``--skip-hold`` leaves it out.
 
-Prints events/s per round, the medians, a/b and a/c, e/a and f/a, peak RSS of (a), and the
-per-record cost of ``shapes.to_canonical`` on each tap's shape. Only ratios from one run are
-comparable: the machine is shared.
+Byte-compiles the package(s) under test first (``precompile``), then prints events/s per round,
+the medians, a/b and a/c, e/a and f/a, peak RSS of (a), and the per-record cost of
+``shapes.to_canonical`` on each tap's shape. Only ratios from one run are comparable: the machine
+is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
 import json
 import os
 import re
@@ -224,6 +227,23 @@ def run_floor(events_file: Path, expected: int) -> float:
     return seconds
 
 
+def precompile(also: str | None) -> list[Path]:
+    """Byte-compile the package(s) under test before timing them, as ``pip install`` does.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (this shared machine sets it) no ``__pycache__`` is
+    ever written, so every run would compile its package from source first: about 0.2 s of CPU
+    for today's 35 modules, 0.08 s for the 20 of 0.1.0, which an installed target never spends.
+    """
+    found = importlib.util.find_spec("target_planhat")
+    dirs = [Path(found.origin).parent] if found is not None and found.origin else []
+    if also:
+        dirs.append(Path(also) / "target_planhat")
+    compiled = [d for d in dirs if d.is_dir()]
+    for directory in compiled:
+        compileall.compile_dir(str(directory), quiet=1)
+    return compiled
+
+
 def _expected(events_file: Path) -> int:
     """Activities the default config sends: events with a user_id (the rest are dead-lettered)."""
     return sum(1 for line in open(events_file, "rb") if b'"user_id":"' in line)
@@ -293,6 +313,8 @@ def main() -> None:
         rest_stand_in(args.rest_companies, args.rest_endusers) as rest,
     ):
         events_file = generate.write(Path(tmp) / "events.jsonl", args.events)
+        compiled = precompile(args.also)
+        print("byte-compiled before timing: " + ", ".join(str(d) for d in compiled))
         expected = _expected(events_file)
         size = events_file.stat().st_size
         print(
