@@ -70,6 +70,13 @@ _KEY = struct.Struct(">qq")
 _TIMED_KEY = struct.Struct(">Hqq")  # (minute of the day, hi, lo): a key in an event day's table
 Key = tuple[int, int]  # the id as stored: 128 bits of BLAKE2b as two signed 64-bit integers
 TimedKey = tuple[int, int, int]
+_UNDATED_KEY = ("hi", "lo")  # the key columns of an undated table, and of a Key
+_TIMED_COLUMNS = ("t", "hi", "lo")  # of an event day's table, and of a TimedKey
+
+
+def _key_columns(keys: Sequence[tuple[int, ...]]) -> tuple[str, ...]:
+    """The columns ``keys`` (Keys or TimedKeys) stand for."""
+    return _TIMED_COLUMNS if keys and len(keys[0]) == 3 else _UNDATED_KEY
 
 
 _ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
@@ -253,6 +260,10 @@ class Ledger:
     def _timed(table: str) -> bool:
         return table.rsplit("_", 1)[1].startswith(_EVENT_DAY)
 
+    def _columns(self, table: str) -> tuple[str, ...]:
+        """``table``'s primary key columns."""
+        return _TIMED_COLUMNS if self._timed(table) else _UNDATED_KEY
+
     @staticmethod
     def _day_of(table: str) -> int:
         return int(table.rsplit("_", 1)[1])
@@ -271,11 +282,11 @@ class Ledger:
         """Inside a transaction: ``table``, created if missing."""
         if table not in self._existing:
             self.store.lock(f"ledger:ddl:{self.number}")
-            columns = "t BIGINT NOT NULL, " if self._timed(table) else ""
-            key = "t, hi, lo" if self._timed(table) else "hi, lo"
+            key = self._columns(table)
+            columns = "".join(f"{c} BIGINT NOT NULL, " for c in key)
             self.store.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} ({columns}hi BIGINT NOT NULL,"
-                f" lo BIGINT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY ({key})){self._suffix}"
+                f"CREATE TABLE IF NOT EXISTS {table} ({columns}at BIGINT NOT NULL,"
+                f" PRIMARY KEY ({', '.join(key)})){self._suffix}"
             )
         return table
 
@@ -309,7 +320,7 @@ class Ledger:
     def _rows_of(self, keys: Sequence[tuple[int, ...]]) -> tuple[str, tuple[object, ...]]:
         """The rows ``q(hi, lo)`` or ``q(t, hi, lo)`` of ``keys``: SQL and its parameters, one
         for the whole batch."""
-        names = ("t", "hi", "lo") if keys and len(keys[0]) == 3 else ("hi", "lo")
+        names = _key_columns(keys)
         if self._pg:
             arrays = ", ".join("?::bigint[]" for _ in names)
             return (
@@ -331,7 +342,7 @@ class Ledger:
         probes.
         """
         rows, params = self._rows_of(keys)
-        columns = ("t", "hi", "lo") if len(keys[0]) == 3 else ("hi", "lo")
+        columns = _key_columns(keys)
         match = " AND ".join(f"p.{c} = q{n}.{c}" for c in columns)
         if len(columns) == 2 and self._timed(table):
             # Ids without their dates in an event day's table: no key to probe, a scan.
@@ -416,7 +427,7 @@ class Ledger:
         A run's batch binds its one ``at`` once instead of repeating it per row: SQLite then
         parses less JSON per id.
         """
-        key = ("t", "hi", "lo") if self._timed(table) else ("hi", "lo")
+        key = self._columns(table)
         width = len(key) + (at is None)
         params: tuple[object, ...] = () if at is None else (at,)
         if self._pg:
@@ -527,18 +538,13 @@ class Ledger:
 
             def work(table: str = table) -> int:
                 store.lock(f"ledger:ddl:{self.number}")
-                if self._timed(table):
-                    sql = "DELETE FROM tp_ledger_last WHERE tbl = ?"
-                    params: tuple[object, ...] = (table,)
-                    if unwritten_since is not None:
-                        sql += " AND last <= ?"
-                        params += (unwritten_since,)
-                    if unwritten_since is not None and not store.execute(
-                        sql + " RETURNING tbl", params
-                    ):
-                        return 0  # written meanwhile, or dropped by another process
-                    if unwritten_since is None:
-                        store.execute(sql, params)
+                forget_last = "DELETE FROM tp_ledger_last WHERE tbl = ?"
+                if self._timed(table) and unwritten_since is None:
+                    store.execute(forget_last, (table,))
+                elif self._timed(table) and not store.execute(
+                    f"{forget_last} AND last <= ? RETURNING tbl", (table, unwritten_since)
+                ):
+                    return 0  # written meanwhile, or dropped by another process
                 if table not in store.tables(table):
                     return 0  # another process dropped it first
                 count = self._rows(table)
@@ -592,7 +598,7 @@ class Ledger:
         copied = 0
         for table in source._partitions():
             mine = self._prefix + table.rsplit("_", 1)[1]
-            key = ("t", "hi", "lo") if self._timed(table) else ("hi", "lo")
+            key = self._columns(table)
             select = f"SELECT {', '.join(key)}, at FROM {table}"
             for rows in _pages(source.store, select, key):
                 self._write([(mine, [tuple(int(v) for v in r) for r in rows])], None)
