@@ -209,7 +209,6 @@ class Ledger:
     ) -> None:
         self.store = where if isinstance(where, Store) else open_path(where, tenant_token)
         self._own_store = not isinstance(where, Store)
-        self._recent: dict[str, bytes] = {}
         self._looked_up: tuple[list[str], list[str | None] | None, _Batch] | None = None
         store = self.store
         self._pg = store.kind == "postgres"
@@ -302,13 +301,14 @@ class Ledger:
         if not ids:
             return set()
         batch = _Batch(ids, dates)
-        by_digest = dict(zip(batch.digests, ids, strict=True))
         # ``record`` usually follows with these ids (or a subset): hash and sort them once.
-        self._recent = dict(zip(ids, batch.digests, strict=True))
         self._looked_up = (list(ids), None if dates is None else list(dates), batch)
         for attempt in range(3):
             try:
                 found = self._known_keys(batch)
+                if not found:
+                    return set()  # the usual batch: new events
+                by_digest = dict(zip(batch.digests, ids, strict=True))
                 return {by_digest[_KEY.pack(*k)] for k in found}
             except StoreError:
                 raise
@@ -408,7 +408,12 @@ class Ledger:
         ):
             batch = looked_up[2]  # what ``known`` was just asked: keys made and sorted there
         else:
-            recent = self._recent
+            # A subset (a split batch, roll-ups): the digests known made, where it made them.
+            recent = (
+                {}
+                if looked_up is None
+                else dict(zip(looked_up[0], looked_up[2].digests, strict=True))
+            )
             batch = _Batch(ids, dates, [recent.get(i) or _digest(i) for i in ids])
         # A repeated id is inserted once: ON CONFLICT DO NOTHING within the statement too.
         parts: list[tuple[str, Sequence[tuple[int, ...]]]] = [
