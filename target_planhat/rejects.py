@@ -221,16 +221,13 @@ class DeadLetterFile:
 
     def _hand_over(self) -> None:
         """Settle the pending lines in a thread, once the settle before them has finished."""
-        while True:
-            self._join()
-            with self._lock:
-                if self._settling is not None:
-                    continue  # another thread handed over meanwhile: wait for that one
-                if len(self._pending) < _PENDING_MAX:
-                    return  # another thread handed these over already
+        self._idle()
+        try:
+            if len(self._pending) >= _PENDING_MAX:  # else another thread handed them over
                 pending, self._pending = self._pending, []
                 self._start(self._settle, pending)
-                return
+        finally:
+            self._lock.release()
 
     def _start(self, step: Callable[[list[Any]], None], batch: list[Any]) -> None:
         """Run ``step(batch)`` as the settle in flight (call holding the lock, none in flight)."""
