@@ -8,6 +8,7 @@ receiver answered 2xx.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -40,6 +41,9 @@ class Target:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
+            # A hang shows where: on a timeout, wait() sends SIGABRT and every thread's stack
+            # lands in stderr.
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )
         self.out = b""
         self.err = b""
@@ -69,7 +73,15 @@ class Target:
         return sent
 
     def wait(self, timeout: float = 30) -> tuple[int, float]:
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait()
+            for thread in self._threads:
+                thread.join(5)
+            stacks = self.err.decode(errors="replace")[-6000:]
+            raise AssertionError(f"no exit within {timeout} s; stderr ends:\n{stacks}") from None
         ended = time.monotonic()
         for thread in self._threads:
             thread.join(5)

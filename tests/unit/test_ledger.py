@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from target_planhat import ledger as ledger_module
 from target_planhat.ledger import DAY, Ledger, _Batch, id_key
 from target_planhat.settings import compile_settings
 from target_planhat.store import open_store
@@ -196,6 +197,28 @@ def test_a_batch_is_found_whatever_order_and_sign_its_keys_have(
     ledger.record(ids)  # half already there: the rest added, none twice
     assert ledger.count() == 3000 and ledger.known(ids) == set(ids)
     ledger.store.close()
+
+
+@pytest.mark.parametrize("element", ["value ->> {i}", "json_extract(value, '$[{i}]')"])
+def test_sqlite_reads_a_batchs_keys_alike_with_either_json_operator(
+    element: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``->>`` where SQLite has it, ``json_extract`` on older libraries: the same rows either way,
+    the extreme 64-bit halves included."""
+    if element.startswith("value ->>") and sqlite3.sqlite_version_info < (3, 38):
+        pytest.skip("this SQLite has no ->> (the fallback case runs)")
+    monkeypatch.setattr(ledger_module, "_ELEMENT", element)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ids, dates = _dated(1500)
+    ledger.record(ids[::2], dates=dates[::2])
+    ledger.record(ids[:10])  # undated: (hi, lo) rows
+    assert ledger.known(ids, dates) == set(ids[::2]) | set(ids[:10])
+    rows, params = ledger._rows_of([(0, -(2**63), 2**63 - 1), (1439, 2**63 - 1, -(2**63))])
+    assert ledger.store.execute(rows, params) == [
+        (0, -(2**63), 2**63 - 1),
+        (1439, 2**63 - 1, -(2**63)),
+    ]
+    ledger.close()
 
 
 # --- ids kept by event day ----------------------------------------------------------------------
