@@ -13,6 +13,12 @@ the rest, and the STATE written on the way out would not cover a batch Planhat a
 Between an answer and the ledger commit that records it, a first signal waits too: the answer is
 in hand, and dropping it there would re-send the batch on replay.
 
+Nothing is written from the signal handler, and it never raises inside the ``logging`` package: a
+signal can land while the main thread is writing a log line, and a second write from the handler,
+or an exception raised inside the handler's ``emit``, ends in logging's ``handleError`` (a
+"--- Logging error ---" traceback on stderr) and the stop would be swallowed there. Such a signal
+is acted on at the next ``check()``, and logged where it is acted on.
+
 Threads: signals land in the main thread only. What a signal may interrupt is decided by the
 state of the thread it lands in (critical steps and requests are tracked per thread), so the
 main thread unwinds at once while the sender thread (``sender.py``) is mid-POST; the sender
@@ -25,8 +31,19 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 from target_planhat.errors import StopRequested
+
+
+def _inside_logging(frame: FrameType | None) -> bool:
+    """Whether ``frame`` (the code a signal interrupted) runs inside the logging package."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module == "logging" or module.startswith("logging."):
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _ThreadSteps(threading.local):
@@ -50,8 +67,8 @@ class ShutdownGuard:
     def stopping(self) -> bool:
         return self.signum is not None
 
-    def on_signal(self, signum: int) -> None:
-        """Call from the signal handler (main thread)."""
+    def on_signal(self, signum: int, interrupted: FrameType | None = None) -> None:
+        """Call from the signal handler (main thread); ``interrupted`` is the handler's frame."""
         first = self.signum is None
         if first:
             self.signum = signum
@@ -62,6 +79,8 @@ class ShutdownGuard:
             return  # recording an acknowledgement: stop when it is recorded
         if first and (steps.in_request or steps.answered):
             return  # let the in-flight POST finish (bounded by request_timeout) and be recorded
+        if _inside_logging(interrupted):
+            return  # raised there, logging would swallow it: the next check() stops
         raise StopRequested(self.signum or signum)
 
     def check(self) -> None:

@@ -173,10 +173,11 @@ class TargetPlanhat(Target):
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.logger.warning("Received signal %d: stopping after the current step", signum)
+        # Writes nothing: the main thread may be half-way through a log line (shutdown.py).
+        # The stop is logged where it is acted on (_run, _settle_in_flight).
         if self.runtime is None:
             raise StopRequested(signum)
-        self.runtime.guard.on_signal(signum)
+        self.runtime.guard.on_signal(signum, frame)
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -317,13 +318,30 @@ class TargetPlanhat(Target):
         commit of an answer already in hand is still waited for.
         """
         runtime = self._rt
+        guard = runtime.guard
+        abandoned = False
+
+        def abandon_on_a_second_signal() -> None:
+            # At every poll, not only when the signal raised here: it may have landed in a log
+            # line (shutdown.py), and a POST may start just after a cut (abandon is idempotent).
+            nonlocal abandoned
+            if guard.signals < 2:
+                return
+            if not abandoned:
+                abandoned = True
+                self.logger.warning(
+                    "Received signal %d again: abandoning the POST in flight (counted in "
+                    "unconfirmed_requests)",
+                    guard.signum,
+                )
+            runtime.abandon()
+
         while True:
             try:
-                runtime.sender.wait_idle()
+                runtime.sender.wait_idle(check=abandon_on_a_second_signal)
                 break
             except StopRequested:
-                if runtime.guard.signals >= 2:
-                    runtime.abandon()
+                abandon_on_a_second_signal()
         try:
             runtime.sender.raise_failure()
         except StopRequested:
@@ -360,6 +378,11 @@ def _run(argv: list[str] | None) -> int:
         log.error("Configuration error: %s", redact.redact(details))
         return 2
     except StopRequested as exc:
+        log.warning(
+            "Received signal %d: stopping; the batch in flight is let finish and recorded "
+            "(a second signal abandons it)",
+            exc.signum,
+        )
         _finish("stopped")
         log.warning("Stopped by signal %d; STATE covers only what Planhat acknowledged", exc.signum)
         return exc.exit_code

@@ -3,8 +3,13 @@ and what it never interrupts (an acknowledgement being recorded)."""
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 import signal
+import sys
 import threading
+import time
 
 import pytest
 
@@ -72,6 +77,62 @@ def test_guard_outside_any_step_stops_at_once() -> None:
     with pytest.raises(StopRequested) as info:
         guard.on_signal(signal.SIGINT)
     assert info.value.exit_code == 130
+
+
+class _SignallingStream(io.StringIO):
+    """A log stream that delivers a real signal to this process in the middle of a write."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+    def write(self, text: str) -> int:
+        os.kill(os.getpid(), self.signum)  # the handler runs at the next bytecode, in here
+        return super().write(text)
+
+
+class _Handler(logging.StreamHandler):
+    def __init__(self, stream: io.StringIO) -> None:
+        super().__init__(stream)
+        self.errors: list[BaseException | None] = []
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.errors.append(sys.exc_info()[1])  # what logging would print as a traceback
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_landing_in_a_log_line_stops_at_the_next_check_not_inside_logging() -> None:
+    """Raised inside logging's emit, the stop would end in ``handleError`` (a "--- Logging
+    error ---" traceback on stderr) and be swallowed there."""
+    guard = ShutdownGuard()
+    handler = _Handler(_SignallingStream(signal.SIGUSR1))
+    logger = logging.getLogger("test_shutdown.signal_in_a_log_line")
+    logger.addHandler(handler)
+    logger.propagate = False
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: guard.on_signal(signum, frame))
+    try:
+        logger.warning("a line the signal lands in")
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        logger.removeHandler(handler)
+    assert handler.errors == []
+    assert "a line the signal lands in" in handler.stream.getvalue()
+    assert guard.stopping and guard.signals == 1
+    with pytest.raises(StopRequested):
+        guard.check()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_outside_logging_still_stops_at_once() -> None:
+    guard = ShutdownGuard()
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: guard.on_signal(signum, frame))
+    try:
+        with pytest.raises(StopRequested):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(1000):  # the handler runs at the next bytecode boundary
+                time.sleep(0)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 # --- StopRequested, check() and sleep() ---------------------------------------------------------
