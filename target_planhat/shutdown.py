@@ -67,13 +67,18 @@ class ShutdownGuard:
     def stopping(self) -> bool:
         return self.signum is not None
 
-    def on_signal(self, signum: int, interrupted: FrameType | None = None) -> None:
-        """Call from the signal handler (main thread); ``interrupted`` is the handler's frame."""
+    def note(self, signum: int) -> bool:
+        """Record a signal without acting on it; whether it is the first."""
         first = self.signum is None
         if first:
             self.signum = signum
         self.signals += 1
         self._stopped.set()
+        return first
+
+    def on_signal(self, signum: int, interrupted: FrameType | None = None) -> None:
+        """Call from the signal handler (main thread); ``interrupted`` is the handler's frame."""
+        first = self.note(signum)
         steps = self._steps
         if steps.critical:
             return  # recording an acknowledgement: stop when it is recorded

@@ -69,6 +69,8 @@ class TargetPlanhat(Target):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.runtime: Runtime | None = None
+        #: Set once the run winds down after a failure or a stop: signals are only counted.
+        self.finishing = False
         TargetPlanhat.current = self
         super().__init__(*args, **kwargs)
         # Drains run in this thread, one sink after another; each hands its batch to the one
@@ -177,6 +179,11 @@ class TargetPlanhat(Target):
         # The stop is logged where it is acted on (_run, _settle_in_flight).
         if self.runtime is None:
             raise StopRequested(signum)
+        if self.finishing:
+            # Winding down already (STATE, report, close): raised now, the signal would cut
+            # that short with a traceback. Counted: a second one abandons the POST in flight.
+            self.runtime.guard.note(signum)
+            return
         self.runtime.guard.on_signal(signum, frame)
 
     # --- messages ----------------------------------------------------------------------------
@@ -304,6 +311,7 @@ class TargetPlanhat(Target):
         """After a failure or a signal: STATE for what was acknowledged, then the report."""
         if self.runtime is None:
             return
+        self.finishing = True
         self._settle_in_flight()
         with contextlib.suppress(StopRequested):
             self.write_acknowledged_state()
@@ -350,6 +358,7 @@ class TargetPlanhat(Target):
             self.logger.error("The batch in flight failed too: %s", redact.redact(str(exc)))
 
     def close(self) -> None:
+        self.finishing = True
         if self.runtime is not None:
             self.runtime.close()
 

@@ -135,6 +135,15 @@ def test_a_signal_outside_logging_still_stops_at_once() -> None:
         signal.signal(signal.SIGUSR1, previous)
 
 
+def test_note_records_a_signal_without_acting_on_it() -> None:
+    guard = ShutdownGuard()
+    assert guard.note(signal.SIGINT) is True
+    assert guard.note(signal.SIGTERM) is False
+    assert guard.signum == signal.SIGINT and guard.signals == 2
+    with pytest.raises(StopRequested):
+        guard.check()
+
+
 # --- StopRequested, check() and sleep() ---------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from singer_sdk.testing import get_target_test_class
 
 from target_planhat import about, redact
+from target_planhat.errors import StopRequested
 from target_planhat.settings import ConfigError
 from target_planhat.target import TargetPlanhat
 from tests.support.cli import base_config, event, singer_lines
@@ -162,6 +164,24 @@ def test_a_valid_config_builds_the_runtime_and_masks_the_token(tmp_path: Path) -
     try:
         assert target.runtime is not None and target.runtime.settings.tenant_token == token
         assert redact.redact(f"url /{token}") == f"url /{redact.MASK}"
+    finally:
+        target.close()
+
+
+def test_signals_stop_the_run_but_only_count_once_it_winds_down(tmp_path: Path) -> None:
+    """While STATE, the report and close() are written after a stop or failure, a further signal
+    is counted (a second one abandons the POST in flight) instead of raising: raised there, it
+    would cut them short with a traceback."""
+    target = TargetPlanhat(config=_config(tmp_path), validate_config=True)
+    try:
+        assert target.runtime is not None
+        guard = target.runtime.guard
+        with pytest.raises(StopRequested):
+            target._on_signal(signal.SIGTERM, None)
+        target.finishing = True
+        target._on_signal(signal.SIGTERM, None)
+        target._on_signal(signal.SIGINT, None)
+        assert guard.signals == 3 and guard.signum == signal.SIGTERM
     finally:
         target.close()
 
