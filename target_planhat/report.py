@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,20 @@ class DeliveryReport:
         if self._info_mapped and not activity.get("info"):
             self.missing_fields["info"] += 1
 
-    def count_action(self, action: str) -> None:
-        if action in self.actions or len(self.actions) < _MAX_ACTIONS_TRACKED:
-            self.actions[action] += 1
+    def count_actions(self, actions: Iterable[str]) -> None:
+        """Count a chunk's actions; once ``_MAX_ACTIONS_TRACKED`` are tracked, only those.
+
+        Counted per chunk in C (``Counter``), then admitted in first-seen order: the same counts
+        as admitting them one by one (the unit test compares the two).
+        """
+        counted = Counter(actions)
+        tracked = self.actions
+        if len(tracked) + len(counted) <= _MAX_ACTIONS_TRACKED:
+            tracked.update(counted)
+            return
+        for action, n in counted.items():
+            if action in tracked or len(tracked) < _MAX_ACTIONS_TRACKED:
+                tracked[action] += n
 
     def count_held(self, reason: str, unknown_id: str) -> None:
         self.held[reason] += 1

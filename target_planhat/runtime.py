@@ -9,6 +9,7 @@ and reports each acknowledged step to ``checkpoints`` (the batch in flight is it
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -37,6 +38,7 @@ logger = logging.getLogger("target_planhat")
 
 # (dedupe id, encoded activity, action, input position, the activity's date: ISO 8601 UTC)
 Item = tuple[str, bytes, str, int, str]
+_ACTION = operator.itemgetter(2)
 
 
 class DryRunFile:
@@ -308,7 +310,8 @@ class Runtime:
                 assert self.client is not None
                 self.client.send(b"[" + b",".join(bodies) + b"]", len(chunk))
             with self.guard.critical():
-                rolled = [members[id(item)] for item in chunk if id(item) in members]
+                # Without roll-ups (the usual run), no look-up per item.
+                rolled = [members[id(i)] for i in chunk if id(i) in members] if members else []
                 if self.ledger is not None:
                     if rolled:
                         events = [
@@ -331,8 +334,7 @@ class Runtime:
                         self.report.sent_unmatched += sum(
                             1 for item in chunk if item[0] in unmatched_ids
                         )
-                    for item in chunk:
-                        self.report.count_action(item[2])
+                    self.report.count_actions(map(_ACTION, chunk))
                     self.report.rollup_activities += len(rolled)
                     self.report.rollup_events += sum(len(group) for group in rolled)
                 following = chunks[number + 1][0][3] if number + 1 < len(chunks) else None

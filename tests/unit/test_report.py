@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from target_planhat import report as report_module
 from target_planhat.mapping import ActivityMapper
 from target_planhat.report import MIN_ACTIVITIES_FOR_MISSING_WARNING, DeliveryReport
+from tests.support.examples import examples
 
 FIELDS = ActivityMapper().mapped_fields
 
@@ -89,3 +94,26 @@ def test_mostly_duplicates_says_how_to_resend(caplog, sent, skipped, hinted) -> 
         )
         assert "target-planhat --config FILE --forget-delivered" in found[0]
         assert "Planhat then keeps both copies" in found[0]
+
+
+def _count_one_by_one(tracked: Counter[str], actions: list[str], cap: int) -> None:
+    """The plain version: each action admitted as it comes, while fewer than ``cap`` are tracked."""
+    for action in actions:
+        if action in tracked or len(tracked) < cap:
+            tracked[action] += 1
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    chunks=st.lists(st.lists(st.sampled_from("abcdefgh"), max_size=12), max_size=6),
+    cap=st.integers(1, 6),
+)
+def test_actions_counted_per_chunk_as_if_one_by_one(chunks: list[list[str]], cap: int) -> None:
+    report = DeliveryReport()
+    plain: Counter[str] = Counter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_module, "_MAX_ACTIONS_TRACKED", cap)
+        for chunk in chunks:
+            report.count_actions(iter(chunk))
+            _count_one_by_one(plain, chunk, cap)
+            assert report.actions == plain and list(report.actions) == list(plain)
