@@ -38,7 +38,7 @@ logger = logging.getLogger("target_planhat")
 
 # (dedupe id, encoded activity, action, input position, the activity's date: ISO 8601 UTC)
 Item = tuple[str, bytes, str, int, str]
-_ACTION = operator.itemgetter(2)
+_ID, _ACTION, _DATE = operator.itemgetter(0), operator.itemgetter(2), operator.itemgetter(4)
 
 
 class DryRunFile:
@@ -217,14 +217,19 @@ class Runtime:
 
     def _unique(self, items: Sequence[Item]) -> list[Item]:
         """Drop ids seen earlier in this batch or already acknowledged (the ledger)."""
-        seen: set[str] = set()
-        unique: list[Item] = []
-        for item in items:
-            if item[0] not in seen:
-                seen.add(item[0])
-                unique.append(item)
+        ids = list(map(_ID, items))
+        if len(set(ids)) == len(ids):  # the usual batch: no id twice, checked in C
+            unique = list(items)
+        else:
+            seen: set[str] = set()
+            unique = []
+            for item in items:
+                if item[0] not in seen:
+                    seen.add(item[0])
+                    unique.append(item)
+            ids = list(map(_ID, unique))
         if self.ledger is not None and unique:
-            known = self.ledger.known([item[0] for item in unique], [item[4] for item in unique])
+            known = self.ledger.known(ids, list(map(_DATE, unique)))
             if known:
                 unique = [item for item in unique if item[0] not in known]
         self.report.duplicates_skipped += len(items) - len(unique)
