@@ -88,7 +88,10 @@ def test_429_retry_after_seconds_is_honoured(caplog: pytest.LogCaptureFixture) -
         client = _client(planhat)
         client.send(_body(1, 5), 5)
     assert [r.action for r in planhat.requests()] == ["status 429", "status 200"]
-    assert 1.0 <= _gap(planhat, 0) < 1.5
+    # The stand-in stamps its answer after writing it, so the client may have read it (and
+    # started its wait) a moment before: a little slack below; above, no bound (a slow machine
+    # is no bug). The wait the client chose is exact in its log line below.
+    assert _gap(planhat, 0) >= 0.95
     assert sorted(planhat.kept_counts().items()) == [(n, 1) for n in range(1, 6)]
     assert (client.stats.requests, client.stats.retries, client.stats.unconfirmed_requests) == (
         2,
@@ -108,7 +111,7 @@ def test_429_retry_after_http_date_is_honoured(caplog: pytest.LogCaptureFixture)
     with PlanhatReceiver(script) as planhat:
         client = _client(planhat)
         client.send(_body(1, 3), 3)
-    assert 0.9 <= _gap(planhat, 0) < 2.5
+    assert _gap(planhat, 0) >= 0.9  # slack as above; the wait chosen is checked from the log
     (wait,) = _waits(caplog)
     assert 0.9 <= wait <= 2.1
     assert sorted(planhat.kept_counts().values()) == [1, 1, 1]
@@ -312,5 +315,6 @@ def test_signal_between_retries_stops_the_wait() -> None:
         started = time.monotonic()
         with pytest.raises(StopRequested):
             client.send(_body(1, 1), 1)
-    assert time.monotonic() - started < 1
+    # Retry-After asked for 30 s: well under it means the wait was cut, on any machine.
+    assert time.monotonic() - started < 15
     assert len(planhat.requests()) == 1
