@@ -72,7 +72,7 @@ class Target:
         self.proc.send_signal(signum)
         return sent
 
-    def wait(self, timeout: float = 30) -> tuple[int, float]:
+    def wait(self, timeout: float = 120) -> tuple[int, float]:
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
