@@ -330,8 +330,9 @@ class TargetPlanhat(Target):
         abandoned = False
 
         def abandon_on_a_second_signal() -> None:
-            # At every poll, not only when the signal raised here: it may have landed in a log
-            # line (shutdown.py), and a POST may start just after a cut (abandon is idempotent).
+            # Polled: while the run winds down, signals are only counted (_on_signal), never
+            # raised here; and at every poll, since a POST may start just after a cut (abandon
+            # is idempotent).
             nonlocal abandoned
             if guard.signals < 2:
                 return
@@ -344,12 +345,7 @@ class TargetPlanhat(Target):
                 )
             runtime.abandon()
 
-        while True:
-            try:
-                runtime.sender.wait_idle(check=abandon_on_a_second_signal)
-                break
-            except StopRequested:
-                abandon_on_a_second_signal()
+        runtime.sender.wait_idle(check=abandon_on_a_second_signal)
         try:
             runtime.sender.raise_failure()
         except StopRequested:
