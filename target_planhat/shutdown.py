@@ -13,11 +13,17 @@ the rest, and the STATE written on the way out would not cover a batch Planhat a
 Between an answer and the ledger commit that records it, a first signal waits too: the answer is
 in hand, and dropping it there would re-send the batch on replay.
 
-Nothing is written from the signal handler, and it never raises inside the ``logging`` package: a
-signal can land while the main thread is writing a log line, and a second write from the handler,
-or an exception raised inside the handler's ``emit``, ends in logging's ``handleError`` (a
-"--- Logging error ---" traceback on stderr) and the stop would be swallowed there. Such a signal
-is acted on at the next ``check()``, and logged where it is acted on.
+Nothing is written from the signal handler and it takes no lock, and it never raises inside the
+``logging`` or ``threading`` packages. A signal can land while the main thread is writing a log
+line: a second write from the handler, or an exception raised inside the handler's ``emit``, ends
+in logging's ``handleError`` (a "--- Logging error ---" traceback on stderr) and the stop would be
+swallowed there. It can land in ``threading.Condition.__enter__`` just after the lock was taken:
+raised there, the ``with`` block is never entered and the lock is never released, and the next
+thread to take it (the sender, a later signal's wake-up) waits forever. Such a signal is acted on
+at the next ``check()`` (every wait of the main thread polls one: ``sender.py``, ``stdin.py``),
+and logged where it is acted on. For the same reason ``sleep()`` polls the stop instead of waiting
+on an ``Event``, whose ``set()`` from the handler would take the lock the interrupted code may
+hold.
 
 Threads: signals land in the main thread only. What a signal may interrupt is decided by the
 state of the thread it lands in (critical steps and requests are tracked per thread), so the
@@ -30,17 +36,23 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
 from target_planhat.errors import StopRequested
 
+#: Packages a signal must not raise inside (see the module docstring).
+_NOT_INSIDE = ("logging", "threading")
+#: How often ``sleep()`` looks for a stop.
+_POLL_SECONDS = 0.1
 
-def _inside_logging(frame: FrameType | None) -> bool:
-    """Whether ``frame`` (the code a signal interrupted) runs inside the logging package."""
+
+def _inside_unsafe(frame: FrameType | None) -> bool:
+    """Whether ``frame`` (the code a signal interrupted) runs inside one of :data:`_NOT_INSIDE`."""
     while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if module == "logging" or module.startswith("logging."):
+        package = frame.f_globals.get("__name__", "").partition(".")[0]
+        if package in _NOT_INSIDE:
             return True
         frame = frame.f_back
     return False
@@ -61,7 +73,6 @@ class ShutdownGuard:
         self.signum: int | None = None
         self.signals = 0  # how many arrived
         self._steps = _ThreadSteps()
-        self._stopped = threading.Event()  # wakes a ``sleep()`` in any thread
 
     @property
     def stopping(self) -> bool:
@@ -73,7 +84,6 @@ class ShutdownGuard:
         if first:
             self.signum = signum
         self.signals += 1
-        self._stopped.set()
         return first
 
     def on_signal(self, signum: int, interrupted: FrameType | None = None) -> None:
@@ -84,8 +94,8 @@ class ShutdownGuard:
             return  # recording an acknowledgement: stop when it is recorded
         if first and (steps.in_request or steps.answered):
             return  # let the in-flight POST finish (bounded by request_timeout) and be recorded
-        if _inside_logging(interrupted):
-            return  # raised there, logging would swallow it: the next check() stops
+        if _inside_unsafe(interrupted):
+            return  # raised there, logging would swallow it or a lock leak: next check() stops
         raise StopRequested(self.signum or signum)
 
     def check(self) -> None:
@@ -95,10 +105,19 @@ class ShutdownGuard:
             raise StopRequested(self.signum)
 
     def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` between retries; a signal (in any thread) ends the wait with a stop."""
+        """Wait ``seconds`` between retries; a signal (in any thread) ends the wait with a stop.
+
+        Polls (no lock, no ``Event``): the handler then never takes a lock the code it interrupted
+        may hold. Inside ``critical()`` a signal ends the wait early without raising.
+        """
         self.check()
-        if seconds > 0 and self._stopped.wait(seconds):
-            self.check()
+        deadline = time.monotonic() + seconds
+        while self.signum is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _POLL_SECONDS))
+        self.check()
 
     def release(self) -> None:
         """The answer that came back is no acknowledgement (not 2xx): nothing to protect."""

@@ -122,6 +122,95 @@ def test_a_signal_landing_in_a_log_line_stops_at_the_next_check_not_inside_loggi
         guard.check()
 
 
+class _SignallingLock:
+    """A lock that delivers a real signal to this process right after it is taken, inside
+    ``threading.Condition.__enter__`` (the handler runs at the next bytecode, in here)."""
+
+    def __init__(self, signum: int) -> None:
+        self.lock = threading.Lock()
+        self.signum = signum
+
+    def acquire(self, *args: object) -> bool:
+        return self.lock.acquire(*args)
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> bool:
+        taken = self.lock.acquire()
+        os.kill(os.getpid(), self.signum)
+        return taken
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_landing_as_a_condition_takes_its_lock_does_not_leak_the_lock() -> None:
+    """Raised there, ``with condition:`` is never entered and its lock never released: the
+    sender thread, or the next thread to take it, would wait forever."""
+    guard = ShutdownGuard()
+    lock = _SignallingLock(signal.SIGUSR1)
+    condition = threading.Condition(lock)  # type: ignore[arg-type]  # duck-typed, as threading allows
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: guard.on_signal(signum, frame))
+    try:
+        with condition:
+            entered = True
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert entered and not lock.lock.locked()
+    assert guard.stopping and guard.signals == 1
+    with pytest.raises(StopRequested):
+        guard.check()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_deferred_inside_threading_still_ends_a_sleep_in_another_thread() -> None:
+    """The wake-up takes no lock: the handler may have interrupted code holding one."""
+    guard = ShutdownGuard()
+    stopped: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            guard.sleep(600)
+        except StopRequested as exc:
+            stopped.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: guard.on_signal(signum, frame))
+    try:
+        with threading.Condition(_SignallingLock(signal.SIGUSR1)):  # type: ignore[arg-type]
+            pass
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    waiter.join(timeout=60)
+    assert not waiter.is_alive(), "a deferred signal must end the wait too"
+    assert len(stopped) == 1 and stopped[0].exit_code == 128 + signal.SIGUSR1
+
+
+def test_the_signal_handler_takes_no_lock() -> None:
+    """The code a signal interrupts may hold any lock; taking one from the handler (an
+    ``Event.set()`` to wake a sleeping thread did) could wait for it forever."""
+    guard = ShutdownGuard()
+    locks = (type(threading.Lock()), type(threading.RLock()))
+    taken: list[str] = []
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        if event == "c_call" and isinstance(getattr(arg, "__self__", None), locks):
+            taken.append(repr(arg))
+
+    with guard.critical():  # every signal is deferred here: no raise to unwind
+        sys.setprofile(profile)
+        try:
+            guard.on_signal(signal.SIGTERM)
+            guard.on_signal(signal.SIGTERM)
+        finally:
+            sys.setprofile(None)
+    assert taken == []
+    assert guard.signals == 2
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_a_signal_outside_logging_still_stops_at_once() -> None:
     guard = ShutdownGuard()
