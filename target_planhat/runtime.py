@@ -58,6 +58,7 @@ class DryRunFile:
 
 class Runtime:
     def __init__(self, settings: Settings, version: str = "") -> None:
+        self.closed = False
         self.settings = settings
         self.guard = ShutdownGuard()
         self.report = DeliveryReport(settings.report_path)
@@ -387,6 +388,10 @@ class Runtime:
                     client.abandon()
 
     def close(self) -> None:
+        """Release files, connections and the sender thread; once (later calls do nothing)."""
+        if self.closed:
+            return
+        self.closed = True
         if self.sender.busy:
             # Only after an unexpected error: never close the ledger under a commit.
             self.abandon()

@@ -306,6 +306,9 @@ class TargetPlanhat(Target):
             )
         runtime.report.warn_if_mostly_held(dry_run=runtime.settings.dry_run)
         runtime.report.emit("succeeded")
+        # The run is over: its files, store connection and sender thread go now, not only when
+        # the CLI exits (the SDK's test runner and in-process callers end with this call).
+        self.close()
 
     def finish_failed(self, status: str) -> None:
         """After a failure or a signal: STATE for what was acknowledged, then the report."""

@@ -109,9 +109,13 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
     if request.param == "sqlite":
-        yield StoreBackend("sqlite", {"ledger_path": str(tmp_path / "ledger.sqlite")})
+        backend = StoreBackend("sqlite", {"ledger_path": str(tmp_path / "ledger.sqlite")})
+        yield backend
+        backend.close_opened()
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
     database = server.new_database()
-    yield StoreBackend("postgres", {"ledger_url": server.url(database)}, server, database)
+    backend = StoreBackend("postgres", {"ledger_url": server.url(database)}, server, database)
+    yield backend
+    backend.close_opened()
     server.drop_database(database)

@@ -235,6 +235,8 @@ class StoreBackend:
     config: dict[str, str]  # {"ledger_path": ...} or {"ledger_url": ...}
     server: PostgresServer | None = None
     database: str | None = None
+    #: Stores ``open`` made, closed by the fixture after the test (a test may leave them open).
+    opened: list[Any] = field(default_factory=list)
 
     def configure(self, config: dict[str, Any]) -> dict[str, Any]:
         """``config`` (from ``base_config``) with its ledger in this backend."""
@@ -253,4 +255,10 @@ class StoreBackend:
     def open(self, tmp_path: Path, tenant_token: str = "tenant-token-1", **overrides: Any):
         from target_planhat.store import open_store
 
-        return open_store(self.settings(tmp_path, tenant_token, **overrides))
+        store = open_store(self.settings(tmp_path, tenant_token, **overrides))
+        self.opened.append(store)
+        return store
+
+    def close_opened(self) -> None:
+        while self.opened:
+            self.opened.pop().close()

@@ -88,6 +88,16 @@ def test_the_hold_is_scoped_by_tenant(store_backend: StoreBackend, tmp_path: Pat
         other.close()
 
 
+_OPENED: list[DeadLetterFile] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_dead_letter_files():
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def _policy(rest, store, tmp_path: Path, policy: str = "hold", clock=None, hold_days: float = 30):
     clock = clock or Clock()
     client = PlanhatRestClient(rest.url, REST_TOKEN, request_timeout=5, max_retry_seconds=3)
@@ -98,6 +108,7 @@ def _policy(rest, store, tmp_path: Path, policy: str = "hold", clock=None, hold_
     hold = Hold(store, clock) if store is not None else None
     report = DeliveryReport()
     dead = DeadLetterFile(tmp_path / "rejected.jsonl")
+    _OPENED.append(dead)
     return UnmatchedPolicy(policy, known, hold, hold_days, dead, report), report
 
 

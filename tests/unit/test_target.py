@@ -4,6 +4,7 @@ runs driven in-process through the SDK against a receiver on 127.0.0.1."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import signal
 import tempfile
@@ -184,6 +185,22 @@ def test_signals_stop_the_run_but_only_count_once_it_winds_down(tmp_path: Path) 
         assert guard.signals == 3 and guard.signum == signal.SIGTERM
     finally:
         target.close()
+
+
+def test_the_end_of_input_releases_the_runs_files_and_connections(tmp_path: Path) -> None:
+    """In-process callers (the SDK's test runner among them) end a run with process_endofpipe:
+    nothing may stay open until the garbage collector finds it."""
+    target = TargetPlanhat(config=_config(tmp_path, dry_run=True), validate_config=True)
+    lines = singer_lines([event(1), event(2, user=None)])  # the second one is dead-lettered
+    target.process_lines(io.StringIO(lines))
+    target.process_endofpipe()
+    runtime = target.runtime
+    assert runtime is not None and runtime.closed and target.finishing
+    assert runtime.dead_letter._handle is None
+    assert runtime.dry_run_file is not None and runtime.dry_run_file._handle.closed
+    assert len((tmp_path / "dry-run.jsonl").read_text().splitlines()) == 1
+    assert len((tmp_path / "rejected.jsonl").read_text().splitlines()) == 1
+    target.close()  # the CLI closes again on its way out: nothing happens twice
 
 
 def test_the_cli_has_the_sdk_flags_and_the_targets_own() -> None:
