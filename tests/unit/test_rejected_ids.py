@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from target_planhat import rejected_ids
 from target_planhat.rejected_ids import RejectedIds
 from target_planhat.store import open_path
 from tests.support.examples import examples
@@ -98,3 +99,30 @@ def test_sqlite_one_statement_answers_as_the_plain_lists(
             finally:
                 store.close()
     assert answers[0] == answers[1]
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(pairs=_pairs)
+def test_hashes_in_c_equal_the_plain_hash_of_each_id(pairs: list[tuple[str, str]]) -> None:
+    assert rejected_ids._hashes(pairs) == [rejected_ids._hash(event_id) for event_id, _ in pairs]
+
+
+def test_remember_after_known_stores_what_the_plain_hash_would(tmp_path: Path) -> None:
+    """``remember`` takes the hashes ``known`` made; a pair ``known`` was not asked about is
+    hashed on the spot: the rows are the same either way."""
+    store = open_path(tmp_path / "ledger.sqlite", "tenant-token-1")
+    try:
+        ids = RejectedIds(store)
+        ids.known([("a", "no_identifier"), ("b", "bad_date")])
+        ids.remember([("a", "no_identifier"), ("c", "no_identifier")])  # c: not asked about
+        rows = store.execute("SELECT id, reason FROM tp_rejected ORDER BY 2, 1")
+        expected = [(rejected_ids._hash(i), "no_identifier") for i in ("a", "c")]
+        assert sorted(rows, key=lambda r: (r[1], r[0])) == sorted(
+            expected, key=lambda r: (r[1], r[0])
+        )
+        assert RejectedIds(store).known([("a", "no_identifier"), ("c", "no_identifier")]) == {
+            ("a", "no_identifier"),
+            ("c", "no_identifier"),
+        }
+    finally:
+        store.close()
