@@ -164,10 +164,8 @@ def test_a_signal_landing_as_a_condition_takes_its_lock_does_not_leak_the_lock()
         guard.check()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_a_signal_deferred_inside_threading_still_ends_a_sleep_in_another_thread() -> None:
-    """The wake-up takes no lock: the handler may have interrupted code holding one."""
-    guard = ShutdownGuard()
+def _sleeping(guard: ShutdownGuard) -> tuple[threading.Thread, list[BaseException]]:
+    """A thread in ``guard.sleep(600)`` (as the sender between retries), and what it raised."""
     stopped: list[BaseException] = []
 
     def wait() -> None:
@@ -178,6 +176,14 @@ def test_a_signal_deferred_inside_threading_still_ends_a_sleep_in_another_thread
 
     waiter = threading.Thread(target=wait)
     waiter.start()
+    return waiter, stopped
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_deferred_inside_threading_still_ends_a_sleep_in_another_thread() -> None:
+    """The wake-up takes no lock: the handler may have interrupted code holding one."""
+    guard = ShutdownGuard()
+    waiter, stopped = _sleeping(guard)
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: guard.on_signal(signum, frame))
     try:
         with threading.Condition(_SignallingLock(signal.SIGUSR1)):  # type: ignore[arg-type]
@@ -256,16 +262,7 @@ def test_check_is_silent_until_a_signal_arrives() -> None:
 def test_sleep_is_ended_by_a_signal_from_another_thread() -> None:
     """The sender thread waits between retries; the signal lands in the main thread."""
     guard = ShutdownGuard()
-    stopped: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            guard.sleep(600)
-        except StopRequested as exc:
-            stopped.append(exc)
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
+    waiter, stopped = _sleeping(guard)
     with guard.request():  # the main thread is mid-request: the first signal is deferred here
         guard.on_signal(signal.SIGTERM)
     waiter.join(timeout=60)
