@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
 import logging
 import operator
 import struct
@@ -48,6 +47,8 @@ from typing import cast
 
 import orjson
 
+from target_planhat.digests import digest as id_digest
+from target_planhat.digests import digests as id_digests
 from target_planhat.errors import StoreError
 from target_planhat.settings import DEFAULT_LEDGER_PATH
 from target_planhat.store import Store, open_path
@@ -102,20 +103,12 @@ def _key_columns(keys: Sequence[tuple[int, ...]]) -> tuple[str, ...]:
     return _TIMED_COLUMNS if keys and len(keys[0]) == 3 else _UNDATED_KEY
 
 
-_ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
-_HASH = functools.partial(hashlib.blake2b, digest_size=16)
-_DIGEST = operator.methodcaller("digest")
 _DAY_TEXT = operator.itemgetter(slice(0, 10))
 _HH_MM = operator.itemgetter(slice(11, 16))
 # "HH:MM" -> the minute of the day as 2 big-endian bytes, the prefix of a timed key.
 _MINUTE = {
     f"{h:02d}:{m:02d}": (h * 60 + m).to_bytes(2, "big") for h in range(24) for m in range(60)
 }
-
-
-def _digests(ids: Iterable[str]) -> list[bytes]:
-    """The 16-byte BLAKE2b digest of each id, through C-level ``map`` calls (no Python loop)."""
-    return list(map(_DIGEST, map(_HASH, map(_ENCODE, ids))))
 
 
 def _keys(digests: list[bytes]) -> list[Key]:
@@ -136,17 +129,13 @@ def _timed_keys(keys: list[bytes]) -> list[TimedKey]:
     return list(map(_TIMED_KEY.unpack, keys))
 
 
-def _digest(activity_id: str) -> bytes:
-    return _HASH(_ENCODE(activity_id)).digest()
-
-
 def id_key(activity_id: str) -> Key:
     """The id as stored: 128 bits of BLAKE2b (any string, lone surrogates included).
 
     Two 64-bit integers rather than 16 bytes: the same size on disk, and a batch of them
     travels as one JSON (SQLite) or array (PostgreSQL) parameter instead of a row at a time.
     """
-    return _KEY.unpack(_digest(activity_id))
+    return _KEY.unpack(id_digest(activity_id))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -177,7 +166,7 @@ class _Batch:
         digests: list[bytes] | None = None,
     ) -> None:
         self.dates = dates
-        self.digests = digests = _digests(ids) if digests is None else digests
+        self.digests = digests = id_digests(ids) if digests is None else digests
         self.by_day: dict[str, list[bytes]] = {}
         self.undated: list[bytes] = []
         self._sorted: dict[str, list[TimedKey]] = {}
@@ -455,7 +444,7 @@ class Ledger:
                 if looked_up is None
                 else dict(zip(looked_up[0], looked_up[2].digests, strict=True))
             )
-            batch = _Batch(ids, dates, [recent.get(i) or _digest(i) for i in ids])
+            batch = _Batch(ids, dates, [recent.get(i) or id_digest(i) for i in ids])
         # A repeated id is inserted once: ON CONFLICT DO NOTHING within the statement too.
         parts: list[tuple[str, Sequence[tuple[int, ...]]]] = [
             (self._event_table(day), batch.timed(day)) for day in sorted(batch.by_day)

@@ -29,12 +29,12 @@ total from ever going down:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
+from target_planhat.digests import digest
 from target_planhat.store import Store
 
 T = TypeVar("T")
@@ -93,12 +93,10 @@ def _chunks(values: Sequence[T]) -> Iterable[Sequence[T]]:
 
 def event_key(rule: str, event_id: str) -> tuple[int, int]:
     """(rule, event id) as two signed 64-bit integers (BIGINT in both backends)."""
-    digest = hashlib.blake2b(
-        f"{rule}\0{event_id}".encode("utf-8", "surrogatepass"), digest_size=16
-    ).digest()
+    hashed = digest(f"{rule}\0{event_id}")
     return (
-        int.from_bytes(digest[:8], "big", signed=True),
-        int.from_bytes(digest[8:], "big", signed=True),
+        int.from_bytes(hashed[:8], "big", signed=True),
+        int.from_bytes(hashed[8:], "big", signed=True),
     )
 
 

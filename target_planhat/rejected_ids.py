@@ -12,14 +12,13 @@ share.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import operator
 import time
 from collections.abc import Iterable, Sequence
 
 import orjson
 
+from target_planhat.digests import digests
 from target_planhat.store import Store
 
 SCHEMA = (
@@ -31,19 +30,12 @@ SCHEMA = (
 Pair = tuple[str, str]  # (event id, reason)
 
 
-_ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
-_HASH = functools.partial(hashlib.blake2b, digest_size=16)
-_HEX = operator.methodcaller("hexdigest")
-_EVENT_ID = operator.itemgetter(0)
+def _hashes(event_ids: Iterable[str]) -> list[str]:
+    """Each event id as stored: its 128-bit digest (``digests.py``) in hex."""
+    return list(map(bytes.hex, digests(event_ids)))
 
 
-def _hash(event_id: str) -> str:
-    return hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-def _hashes(pairs: Sequence[Pair]) -> list[str]:
-    """:func:`_hash` of each pair's event id, through C-level ``map`` calls (no Python loop)."""
-    return list(map(_HEX, map(_HASH, map(_ENCODE, map(_EVENT_ID, pairs)))))
+_EVENT_ID, _REASON = operator.itemgetter(0), operator.itemgetter(1)
 
 
 class RejectedIds:
@@ -80,7 +72,7 @@ class RejectedIds:
     def known(self, pairs: Sequence[Pair]) -> set[Pair]:
         """Those of ``pairs`` already written to the dead-letter file."""
         store = self.store
-        hashed = self._hashed = dict(zip(pairs, _hashes(pairs), strict=True))
+        hashed = self._hashed = dict(zip(pairs, _hashes(map(_EVENT_ID, pairs)), strict=True))
         by_hash: dict[str, list[Pair]] = {}
         for pair, hashed_id in hashed.items():
             by_hash.setdefault(hashed_id, []).append(pair)
@@ -110,20 +102,26 @@ class RejectedIds:
                 found.update(pair for pair in by_hash.get(hashed, ()) if pair[1] == reason)
         return found
 
+    def _hashes_of(self, pairs: Sequence[Pair]) -> list[str]:
+        """The stored id of each pair: from the last ``known`` where it was asked, else made."""
+        hashed = self._hashed
+        missing = [pair for pair in pairs if pair not in hashed]
+        if missing:
+            hashed = {**hashed, **dict(zip(missing, _hashes(map(_EVENT_ID, missing)), strict=True))}
+        return [hashed[pair] for pair in pairs]
+
     def remember(self, pairs: Iterable[Pair]) -> None:
         """Record pairs whose dead-letter lines are durable (synced) now."""
         store = self.store
         now = int(time.time())
+        pairs = list(pairs)
+        stored = list(zip(self._hashes_of(pairs), map(_REASON, pairs), strict=True))
         if store.kind == "sqlite" and self.one_statement:
             # One statement per reason (a run has few), each id list as one JSON parameter:
             # see known().
-            hashed = self._hashed
             by_reason: dict[str, list[str]] = {}
-            for pair in pairs:
-                hashed_id = hashed.get(pair)
-                by_reason.setdefault(pair[1], []).append(
-                    hashed_id if hashed_id is not None else _hash(pair[0])
-                )
+            for hashed_id, reason in stored:
+                by_reason.setdefault(reason, []).append(hashed_id)
             if not by_reason:
                 return
 
@@ -138,11 +136,7 @@ class RejectedIds:
 
             store.atomic(insert)
             return
-        hashed = self._hashed
-        rows = [
-            (store.tenant, hashed.get((event_id, reason)) or _hash(event_id), reason, now)
-            for event_id, reason in pairs
-        ]
+        rows = [(store.tenant, hashed_id, reason, now) for hashed_id, reason in stored]
         if not rows:
             return
         store.atomic(
