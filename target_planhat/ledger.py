@@ -9,22 +9,22 @@ acknowledged, so a replay sends only what Planhat never confirmed. It lives in t
 Layout, chosen so a batch's cost stays flat however many ids the ledger keeps
 (``benchmarks/README.md`` has the figures):
 
-- ids are kept as 128-bit BLAKE2b hashes (two 64-bit integers, whatever the id's length): a
-  collision would silently drop a real event, and at 128 bits one among 10^9 ids has a chance
-  of ~10^-21;
+- ids are kept as 128-bit BLAKE2b hashes (22 characters of base64, whatever the id's length):
+  a collision would silently drop a real event, and at 128 bits one among 10^9 ids has a
+  chance of ~10^-21;
 - one table per tenant and *event* day (the activity's ``date``, UTC),
-  ``tp_ledger_<tenant number>_e<YYYYMMDD>``, with ``(t, hi, lo, at)`` keyed by ``(t, hi, lo)``,
-  ``t`` the event's minute of the day and ``at`` when Planhat acknowledged it. A replay carries
-  the same date, so a lookup probes only its own day's table, and Amplitude exports events in
-  time order, so a batch's keys sit side by side in that table: a batch reads and writes a few
-  neighbouring pages, not one page per id spread over the whole ledger. About 35 bytes per id
-  in SQLite;
+  ``tp_ledger_<tenant number>_e<YYYYMMDD>``, with ``(k, at)`` keyed by ``k``: the event's
+  minute of the day (3 hex digits) and the hash, ``at`` when Planhat acknowledged it. A replay
+  carries the same date, so a lookup probes only its own day's table, and Amplitude exports
+  events in time order, so a batch's keys sit side by side in that table: a batch reads and
+  writes a few neighbouring pages, not one page per id spread over the whole ledger. About 35
+  bytes per id in SQLite;
 - ``tp_ledger_last`` keeps when each day's table was last written; pruning drops whole tables
   not written for ``ledger_ttl_days``, in time proportional to what it drops (it never scans
   what it keeps), and one tenant's TTL never prunes another tenant's ids. An event of last
   month replayed today is kept as long as one of today;
 - ids without a date (a 0.1.0 ledger's, which never stored one) live in tables by day of
-  acknowledgement, ``tp_ledger_<tenant number>_<UTC day>`` keyed by ``(hi, lo)``, probed for
+  acknowledgement, ``tp_ledger_<tenant number>_<UTC day>`` keyed by the hash alone, probed for
   every lookup until the TTL prunes them;
 - ``tp_tenants`` maps the tenant fingerprint (never the token, see ``store.py``) to its number.
 
@@ -34,11 +34,11 @@ opened, in one transaction: its ids become the opening tenant's, none is lost.
 
 from __future__ import annotations
 
+import binascii
 import datetime
 import functools
 import logging
 import operator
-import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
@@ -67,75 +67,35 @@ _SCHEMA = (
 )
 
 
-_KEY = struct.Struct(">qq")
-_TIMED_KEY = struct.Struct(">Hqq")  # (minute of the day, hi, lo): a key in an event day's table
-Key = tuple[int, int]  # the id as stored: 128 bits of BLAKE2b as two signed 64-bit integers
-TimedKey = tuple[int, int, int]
-_UNDATED_KEY = ("hi", "lo")  # the key columns of an undated table, and of a Key
-_TIMED_COLUMNS = ("t", "hi", "lo")  # of an event day's table, and of a TimedKey
+#: A key is text: the digest in base64 (22 characters for its 128 bits, the padding left off),
+#: after the event's minute of the day in 3 hex digits in an event day's table. One text column
+#: keyed by itself, where a key was ``(t, hi, lo)`` integers: a batch travels to SQLite as one
+#: JSON array of plain strings, which ``json_each`` hands over as they are (no per-row parsing
+#: or casting), and a lookup plus record of a 10,000-id batch takes about half the CPU
+#: (``benchmarks/README.md``). Hex minutes sort in time order, so a batch's keys are
+#: neighbours; base64 keeps a key as short as the integers were on disk.
+_DIGEST_WIDTH = 22
+_MINUTE_WIDTH = 3
+_TIMED_WIDTH = _MINUTE_WIDTH + _DIGEST_WIDTH
+_BASE64 = functools.partial(binascii.b2a_base64, newline=False)
+_UNPADDED = operator.itemgetter(slice(0, _DIGEST_WIDTH))
 
 
-#: SQLite: a batch travels as one JSON array of texts, a row each, every column written as
-#: ``%+020d`` (a sign and 19 digits hold any 64-bit integer) and read back with ``substr`` and
-#: ``CAST``. Plain strings are atoms to ``json_each``; rows as arrays (``[t, hi, lo]``) cost it
-#: the array's text for each row's ``value`` and then a parse of it per ``->>``. A 10,000-key
-#: lookup and record take about 20% less CPU this way, formatting included (made once per
-#: batch); and it needs no SQLite newer than JSON1 (``->>`` is 3.38+).
-_COLUMN_TEXT = "%+020d"
-_COLUMN_WIDTH = 20
-
-
-def _row_texts(rows: Sequence[tuple[int, ...]], width: int) -> str:
-    """``rows`` (tuples of ``width`` integers) as the JSON parameter :func:`_text_columns` reads."""
-    return orjson.dumps(list(map((_COLUMN_TEXT * width).__mod__, rows))).decode()
-
-
-def _text_columns(width: int) -> list[str]:
-    """The SQL of each column of a ``json_each`` row written by :func:`_row_texts`."""
-    return [
-        f"CAST(substr(value, {1 + i * _COLUMN_WIDTH}, {_COLUMN_WIDTH}) AS INTEGER)"
-        for i in range(width)
-    ]
-
-
-def _key_columns(keys: Sequence[tuple[int, ...]]) -> tuple[str, ...]:
-    """The columns ``keys`` (Keys or TimedKeys) stand for."""
-    return _TIMED_COLUMNS if keys and len(keys[0]) == 3 else _UNDATED_KEY
+def _key_texts(digests: Iterable[bytes]) -> list[str]:
+    """Digests as keys of an undated table (and the tail of an event day's keys)."""
+    return list(map(bytes.decode, map(_UNPADDED, map(_BASE64, digests))))
 
 
 _DAY_TEXT = operator.itemgetter(slice(0, 10))
 _HH_MM = operator.itemgetter(slice(11, 16))
-# "HH:MM" -> the minute of the day as 2 big-endian bytes, the prefix of a timed key.
-_MINUTE = {
-    f"{h:02d}:{m:02d}": (h * 60 + m).to_bytes(2, "big") for h in range(24) for m in range(60)
-}
+# "HH:MM" -> the minute of the day in hex, the prefix of a timed key.
+_MINUTE = {f"{h:02d}:{m:02d}": f"{h * 60 + m:03x}" for h in range(24) for m in range(60)}
 
 
-def _keys(digests: list[bytes]) -> list[Key]:
-    """Sorted digests as stored keys, so the store probes and inserts them in key order.
-
-    In key order consecutive B-tree probes and inserts land on neighbouring pages: in a ledger
-    of millions of ids each page is read once per batch, not once per id. Digests sort as bytes
-    (one ``memcmp`` per comparison, about half the cost of sorting the integer pairs); a
-    negative first half sorts after the positive ones, which leaves two ascending runs.
-    """
-    digests.sort()
-    return list(map(_KEY.unpack, digests))
-
-
-def _timed_keys(keys: list[bytes]) -> list[TimedKey]:
-    """Sorted minute-and-digest keys as stored: by minute first, so a batch's are neighbours."""
-    keys.sort()
-    return list(map(_TIMED_KEY.unpack, keys))
-
-
-def id_key(activity_id: str) -> Key:
-    """The id as stored: 128 bits of BLAKE2b (any string, lone surrogates included).
-
-    Two 64-bit integers rather than 16 bytes: the same size on disk, and a batch of them
-    travels as one JSON (SQLite) or array (PostgreSQL) parameter instead of a row at a time.
-    """
-    return _KEY.unpack(id_digest(activity_id))
+def id_key(activity_id: str) -> str:
+    """The id as stored in an undated table: 128 bits of BLAKE2b in base64 (any string, lone
+    surrogates included); an event day's table puts the minute before it."""
+    return _key_texts([id_digest(activity_id)])[0]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -153,6 +113,9 @@ def _event_day(text: str) -> str | None:
     return digits
 
 
+_Part = tuple[str, Sequence[str], Sequence[int] | None]  # (table, keys, when each was acked)
+
+
 class _Batch:
     """A batch's ids as keys: by event day where the date is an ISO 8601 UTC text (what
     ``validate`` makes of every activity's date), and the rest, undated, by digest alone."""
@@ -163,13 +126,14 @@ class _Batch:
         self,
         ids: Sequence[str],
         dates: Sequence[str | None] | None,
-        digests: list[bytes] | None = None,
+        digests: list[str] | None = None,
     ) -> None:
         self.dates = dates
-        self.digests = digests = id_digests(ids) if digests is None else digests
-        self.by_day: dict[str, list[bytes]] = {}
-        self.undated: list[bytes] = []
-        self._sorted: dict[str, list[TimedKey]] = {}
+        #: each id's digest as a key text (an undated key), in the order of ``ids``
+        self.digests = digests = _key_texts(id_digests(ids)) if digests is None else digests
+        self.by_day: dict[str, list[str]] = {}
+        self.undated: list[str] = []
+        self._sorted: dict[str, list[str]] = {}
         if dates is None:
             self.undated = list(digests)
             return
@@ -183,9 +147,7 @@ class _Batch:
             if len(days) == 1 and None not in minutes:
                 day = _event_day(days.pop())
                 if day is not None:
-                    self.by_day[day] = list(
-                        map(bytes.__add__, cast("list[bytes]", minutes), digests)
-                    )
+                    self.by_day[day] = list(map(str.__add__, cast("list[str]", minutes), digests))
                     return
         for date, digest in zip(dates, digests, strict=True):
             prefix = _MINUTE.get(date[11:16]) if isinstance(date, str) else None
@@ -195,11 +157,12 @@ class _Batch:
             else:
                 self.by_day.setdefault(day, []).append(prefix + digest)
 
-    def timed(self, day: str) -> list[TimedKey]:
-        """``day``'s keys as stored, sorted (once: the lookup's, then the record's)."""
+    def timed(self, day: str) -> list[str]:
+        """``day``'s keys, sorted (once: the lookup's, then the record's), so the store probes
+        and inserts them in key order: neighbouring B-tree pages, each read once per batch."""
         keys = self._sorted.get(day)
         if keys is None:
-            keys = self._sorted[day] = _timed_keys(self.by_day[day])
+            keys = self._sorted[day] = sorted(self.by_day[day])
         return keys
 
 
@@ -224,9 +187,11 @@ class Ledger:
         self._looked_up: tuple[list[str], list[str | None] | None, _Batch] | None = None
         # SQLite: the JSON parameter of each key list of the last lookup, kept with the list it
         # was made from (so the identity check is sound): ``record`` sends the same keys again.
-        self._texts: dict[int, tuple[Sequence[tuple[int, ...]], int, str]] = {}
+        self._texts: dict[int, tuple[Sequence[str], str]] = {}
         store = self.store
         self._pg = store.kind == "postgres"
+        # PostgreSQL compares the keys byte by byte (as SQLite does), not by a locale's rules.
+        self._key_type = 'TEXT COLLATE "C"' if self._pg else "TEXT"
         self._suffix = "" if self._pg else " WITHOUT ROWID"
         store.ensure_schema("ledger", _SCHEMA)
         self.number, self.new = self._tenant_number()
@@ -274,9 +239,9 @@ class Ledger:
     def _timed(table: str) -> bool:
         return table.rsplit("_", 1)[1].startswith(_EVENT_DAY)
 
-    def _columns(self, table: str) -> tuple[str, ...]:
-        """``table``'s primary key columns."""
-        return _TIMED_COLUMNS if self._timed(table) else _UNDATED_KEY
+    def _width(self, table: str) -> int:
+        """The length of ``table``'s keys."""
+        return _TIMED_WIDTH if self._timed(table) else _DIGEST_WIDTH
 
     @staticmethod
     def _day_of(table: str) -> int:
@@ -296,11 +261,9 @@ class Ledger:
         """Inside a transaction: ``table``, created if missing."""
         if table not in self._existing:
             self.store.lock(f"ledger:ddl:{self.number}")
-            key = self._columns(table)
-            columns = "".join(f"{c} BIGINT NOT NULL, " for c in key)
             self.store.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} ({columns}at BIGINT NOT NULL,"
-                f" PRIMARY KEY ({', '.join(key)})){self._suffix}"
+                f"CREATE TABLE IF NOT EXISTS {table} (k {self._key_type} NOT NULL PRIMARY KEY,"
+                f" at BIGINT NOT NULL){self._suffix}"
             )
         return table
 
@@ -325,7 +288,7 @@ class Ledger:
                 if not found:
                     return set()  # the usual batch: new events
                 by_digest = dict(zip(batch.digests, ids, strict=True))
-                return {by_digest[_KEY.pack(*k)] for k in found}
+                return {by_digest[k] for k in found}
             except StoreError:
                 raise
             except Exception as exc:
@@ -333,38 +296,28 @@ class Ledger:
                     raise
         raise AssertionError("unreachable")
 
-    def _rows_of(self, keys: Sequence[tuple[int, ...]]) -> tuple[str, tuple[object, ...]]:
-        """The rows ``q(hi, lo)`` or ``q(t, hi, lo)`` of ``keys``: SQL and its parameters, one
-        for the whole batch."""
-        names = _key_columns(keys)
+    def _rows_of(self, keys: Sequence[str]) -> tuple[str, tuple[object, ...]]:
+        """The rows ``q(k)`` of ``keys``: SQL and its parameter, one for the whole batch."""
         if self._pg:
-            arrays = ", ".join("?::bigint[]" for _ in names)
-            return (
-                f"SELECT * FROM unnest({arrays}) AS q({', '.join(names)})",
-                tuple([k[i] for k in keys] for i in range(len(names))),
-            )
-        columns = ", ".join(
-            f"{sql} AS {n}" for sql, n in zip(_text_columns(len(names)), names, strict=True)
-        )
-        return f"SELECT {columns} FROM json_each(?)", (
-            self._row_texts(keys, len(names), keep=True),
-        )
+            return "SELECT * FROM unnest(?::text[]) AS q(k)", (list(keys),)
+        return "SELECT value AS k FROM json_each(?)", (self._json(keys, keep=True),)
 
-    def _row_texts(self, rows: Sequence[tuple[int, ...]], width: int, keep: bool = False) -> str:
-        """:func:`_row_texts`, made once for the keys a lookup (``keep``) and its record send."""
-        kept = self._texts.get(id(rows))
-        if kept is not None and kept[0] is rows and kept[1] == width:
-            return kept[2]
-        text = _row_texts(rows, width)
+    def _json(self, keys: Sequence[str], keep: bool = False) -> str:
+        """``keys`` as one JSON parameter, made once for the keys a lookup (``keep``) and its
+        record send."""
+        kept = self._texts.get(id(keys))
+        if kept is not None and kept[0] is keys:
+            return kept[1]
+        text = orjson.dumps(keys).decode()
         if keep:  # only a lookup's: until the next lookup, so at most one batch's
-            self._texts[id(rows)] = (rows, width, text)
+            self._texts[id(keys)] = (keys, text)
         return text
 
     def _probe(
-        self, table: str, keys: Sequence[tuple[int, ...]], n: int
+        self, table: str, keys: Sequence[str], n: int
     ) -> tuple[str, str, tuple[object, ...]]:
         """One part of a lookup, ``keys`` probed by primary key in ``table``: its CTE ``q{n}``,
-        its SELECT and the CTE's parameters.
+        its SELECT (of the found keys' digests) and the CTE's parameters.
 
         A probe per id, never a scan of a table (its cost would grow with the ledger): SQLite's
         CROSS JOIN keeps the batch as the outer loop; PostgreSQL, once it has statistics, would
@@ -372,27 +325,24 @@ class Ledger:
         probes.
         """
         rows, params = self._rows_of(keys)
-        columns = _key_columns(keys)
-        match = " AND ".join(f"p.{c} = q{n}.{c}" for c in columns)
-        if len(columns) == 2 and self._timed(table):
+        digest = f"substr(p.k, {_MINUTE_WIDTH + 1})" if self._timed(table) else "p.k"
+        if keys and len(keys[0]) != self._width(table):
             # Ids without their dates in an event day's table: no key to probe, a scan.
             cte = f"q{n} AS ({rows})"
-            select = (
-                f"SELECT p.hi, p.lo FROM {table} AS p WHERE (p.hi, p.lo) IN"
-                f" (SELECT hi, lo FROM q{n})"
-            )
+            select = f"SELECT {digest} FROM {table} AS p WHERE {digest} IN (SELECT k FROM q{n})"
         elif self._pg:
             cte = f"q{n} AS MATERIALIZED ({rows})"
             select = (
-                f"SELECT r.hi, r.lo FROM q{n} CROSS JOIN LATERAL (SELECT p.hi, p.lo FROM {table}"
-                f" AS p WHERE {match} LIMIT 1) AS r"
+                f"SELECT r.d FROM q{n} CROSS JOIN LATERAL (SELECT {digest} AS d FROM {table}"
+                f" AS p WHERE p.k = q{n}.k LIMIT 1) AS r"
             )
         else:
             cte = f"q{n} AS ({rows})"
-            select = f"SELECT p.hi, p.lo FROM q{n} CROSS JOIN {table} AS p ON {match}"
+            select = f"SELECT {digest} FROM q{n} CROSS JOIN {table} AS p ON p.k = q{n}.k"
         return cte, select, params
 
-    def _known_keys(self, batch: _Batch) -> set[Key]:
+    def _known_keys(self, batch: _Batch) -> set[str]:
+        """The digests (undated keys) of ``batch`` the ledger holds."""
         self._partitions()
         parts: list[tuple[str, str, tuple[object, ...]]] = []
         for day in sorted(batch.by_day):
@@ -405,8 +355,12 @@ class Ledger:
             undated = sorted(self._existing)
         if undated:
             # Ids without a date, and every id while undated tables (0.1.0's) remain.
-            everything = [*batch.undated, *(k[2:] for keys in batch.by_day.values() for k in keys)]
-            flat = _keys(everything)
+            flat = sorted(
+                [
+                    *batch.undated,
+                    *(k[_MINUTE_WIDTH:] for keys in batch.by_day.values() for k in keys),
+                ]
+            )
             for table in undated:
                 parts.append(self._probe(table, flat, len(parts)))
         if not parts:
@@ -415,7 +369,7 @@ class Ledger:
         union = " UNION ALL ".join(part[1] for part in parts)
         params = [p for part in parts for p in part[2]]
         rows = self.store.execute(f"WITH {ctes} {union}", params)
-        return {(int(r[0]), int(r[1])) for r in rows}
+        return {r[0] for r in rows}
 
     def record(
         self,
@@ -444,51 +398,50 @@ class Ledger:
                 if looked_up is None
                 else dict(zip(looked_up[0], looked_up[2].digests, strict=True))
             )
-            batch = _Batch(ids, dates, [recent.get(i) or id_digest(i) for i in ids])
+            batch = _Batch(ids, dates, [recent.get(i) or id_key(i) for i in ids])
         # A repeated id is inserted once: ON CONFLICT DO NOTHING within the statement too.
-        parts: list[tuple[str, Sequence[tuple[int, ...]]]] = [
-            (self._event_table(day), batch.timed(day)) for day in sorted(batch.by_day)
+        parts: list[_Part] = [
+            (self._event_table(day), batch.timed(day), None) for day in sorted(batch.by_day)
         ]
         if batch.undated:
-            parts.append((self._table(when // DAY), _keys(list(batch.undated))))
+            parts.append((self._table(when // DAY), sorted(batch.undated), None))
         self._write(parts, when)
 
     def _insert_sql(
-        self, table: str, rows: Sequence[tuple[int, ...]], at: int | None
+        self, table: str, keys: Sequence[str], stamps: Sequence[int] | None, at: int | None
     ) -> tuple[str, tuple[object, ...]]:
-        """INSERT of ``rows`` (keys, all acknowledged ``at``; or keys and each its own ``at``
-        last when ``at`` is None: copies, the migration) into ``table``.
+        """INSERT of ``keys`` into ``table``, all acknowledged ``at``, or each at its own time
+        of ``stamps`` (copies, the migration).
 
         A run's batch binds its one ``at`` once instead of repeating it per row: SQLite then
-        parses less JSON per id.
+        parses less JSON per id. With ``stamps``, SQLite gets each row as one text, the key
+        (every key of a table has the same length) and its time after it.
         """
-        key = self._columns(table)
-        width = len(key) + (at is None)
-        params: tuple[object, ...] = () if at is None else (at,)
+        conflict = " ON CONFLICT (k) DO NOTHING"
+        if stamps is None:
+            if self._pg:
+                select = "SELECT k, ?::bigint FROM unnest(?::text[]) AS q(k)"
+                return f"INSERT INTO {table} (k, at) {select}{conflict}", (at, list(keys))
+            select = "SELECT value, ? FROM json_each(?) WHERE true"
+            return f"INSERT INTO {table} (k, at) {select}{conflict}", (at, self._json(keys))
+        width = self._width(table)
+        if any(len(key) != width for key in keys):
+            raise ValueError(f"{table}: keys of {width} characters expected")
         if self._pg:
-            names = [f"c{i}" for i in range(width)]
-            stamp = "?::bigint" if at is not None else names[-1]
-            arrays = ", ".join("?::bigint[]" for _ in names)
-            select = (
-                f"SELECT {', '.join(names[: len(key)])}, {stamp}"
-                f" FROM unnest({arrays}) AS q({', '.join(names)})"
-            )
-            params += tuple([r[i] for r in rows] for i in range(width))
-        else:
-            values = _text_columns(width)
-            stamp = "?" if at is not None else values[-1]
-            select = f"SELECT {', '.join(values[: len(key)])}, {stamp} FROM json_each(?) WHERE true"
-            params += (self._row_texts(rows, width),)
-        columns = ", ".join(key)
-        return (
-            f"INSERT INTO {table} ({columns}, at) {select} ON CONFLICT ({columns}) DO NOTHING",
-            params,
+            select = "SELECT k, a FROM unnest(?::text[], ?::bigint[]) AS q(k, a)"
+            return f"INSERT INTO {table} (k, at) {select}{conflict}", (list(keys), list(stamps))
+        select = (
+            f"SELECT substr(value, 1, {width}), CAST(substr(value, {width + 1}) AS INTEGER)"
+            " FROM json_each(?) WHERE true"
         )
+        rows = orjson.dumps(
+            [f"{key}{stamp:d}" for key, stamp in zip(keys, stamps, strict=True)]
+        ).decode()
+        return f"INSERT INTO {table} (k, at) {select}{conflict}", (rows,)
 
-    def _write(
-        self, parts: Sequence[tuple[str, Sequence[tuple[int, ...]]]], at: int | None
-    ) -> None:
-        """Insert each ``(table, rows)`` of ``parts``, all in one transaction.
+    def _write(self, parts: Sequence[_Part], at: int | None) -> None:
+        """Insert each ``(table, keys, stamps)`` of ``parts`` (``stamps``: when each key was
+        acknowledged, or None for ``at``), all in one transaction.
 
         Locks are taken in one order, so concurrent writers and a prune never wait on each
         other in a circle: the DDL lock first (only if a table must be created), then each
@@ -498,15 +451,15 @@ class Ledger:
         if not parts:
             return
         store = self.store
-        statements = [self._insert_sql(table, rows, at) for table, rows in parts]
+        statements = [self._insert_sql(*part, at) for part in parts]
 
         def work() -> None:
-            if any(table not in self._existing for table, _ in parts):
+            if any(part[0] not in self._existing for part in parts):
                 store.lock(f"ledger:ddl:{self.number}")
-            for (table, rows), (sql, params) in zip(parts, statements, strict=True):
+            for (table, _, stamps), (sql, params) in zip(parts, statements, strict=True):
                 self._ensure_partition(table)
                 if self._timed(table):
-                    last = at if at is not None else max(r[-1] for r in rows)
+                    last = max(stamps) if stamps is not None else at
                     store.execute(
                         "INSERT INTO tp_ledger_last (tbl, last) VALUES (?, ?) ON CONFLICT (tbl)"
                         " DO UPDATE SET last = excluded.last"
@@ -526,16 +479,17 @@ class Ledger:
                 raise
             self._partitions()
             store.atomic(work)
-        self._existing.update(table for table, _ in parts)
+        self._existing.update(part[0] for part in parts)
 
     def discard(self, ids: Iterable[str]) -> int:
         """Forget these ids (wherever they are, by scanning: for tests); how many were there."""
-        batch, params = self._rows_of([id_key(i) for i in ids])
-        where = f" WHERE (hi, lo) IN (SELECT hi, lo FROM ({batch}) AS q)"
+        batch, params = self._rows_of(sorted(map(id_key, ids)))
 
         def work() -> int:
             count = 0
             for table in self._partitions():
+                digest = f"substr(k, {_MINUTE_WIDTH + 1})" if self._timed(table) else "k"
+                where = f" WHERE {digest} IN (SELECT k FROM ({batch}) AS q)"
                 count += self._rows(table, where, params)
                 self.store.execute(f"DELETE FROM {table}{where}", params)
             return count
@@ -633,10 +587,8 @@ class Ledger:
         copied = 0
         for table in source._partitions():
             mine = self._prefix + table.rsplit("_", 1)[1]
-            key = self._columns(table)
-            select = f"SELECT {', '.join(key)}, at FROM {table}"
-            for rows in _pages(source.store, select, key):
-                self._write([(mine, [tuple(int(v) for v in r) for r in rows])], None)
+            for rows in _pages(source.store, f"SELECT k, at FROM {table}", ("k",)):
+                self._write([(mine, [r[0] for r in rows], [int(r[1]) for r in rows])], None)
                 copied += len(rows)
         return copied
 
@@ -657,12 +609,15 @@ class Ledger:
                 return 0  # another process migrated it first
             moved = 0
             for rows in _pages(store, "SELECT id, acked_at FROM acked", ("id",)):
-                by_day: dict[int, list[tuple[int, int, int]]] = {}
+                by_day: dict[int, dict[str, int]] = {}
                 for activity_id, acked_at in rows:
                     at = int(acked_at)
-                    by_day.setdefault(at // DAY, []).append((*id_key(str(activity_id)), at))
+                    by_day.setdefault(at // DAY, {})[id_key(str(activity_id))] = at
                 for day, items in by_day.items():
-                    self._write([(self._table(day), items)], None)  # joins this transaction
+                    keys = sorted(items)
+                    stamps = [items[k] for k in keys]
+                    # Joins this transaction.
+                    self._write([(self._table(day), keys, stamps)], None)
                     moved += len(items)
             store.execute("DROP TABLE acked")
             return moved

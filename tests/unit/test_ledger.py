@@ -3,6 +3,7 @@ and the duplicates it skipped in the delivery report (stderr JSON line and ``rep
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import logging
@@ -11,6 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,8 +85,9 @@ def test_ids_are_kept_as_128_bit_hashes(store_backend: StoreBackend, tmp_path: P
     long_id = "x" * 5000 + "\ud800"  # any length, even a lone surrogate
     ledger.record([long_id])
     table = ledger._partitions()[0]
-    [(hi, lo)] = ledger.store.execute(f"SELECT hi, lo FROM {table}")
-    assert all(-(2**63) <= half < 2**63 for half in (hi, lo)) and (hi, lo) == id_key(long_id)
+    [(key,)] = ledger.store.execute(f"SELECT k FROM {table}")
+    digest = hashlib.blake2b(long_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    assert key == id_key(long_id) and base64.b64decode(key + "==") == digest
     assert ledger.known([long_id, "x" * 5000]) == {long_id}
     ledger.store.close()
 
@@ -184,14 +187,15 @@ def test_pruning_drops_whole_day_tables_and_leaves_the_rest_as_they_were(
     ledger.store.close()
 
 
-def test_a_batch_is_found_whatever_order_and_sign_its_keys_have(
+def test_a_batch_is_found_whatever_order_its_keys_come_in(
     store_backend: StoreBackend, tmp_path: Path
 ) -> None:
-    """Keys travel sorted as bytes (negative halves last): every one is still found."""
+    """Keys travel sorted (base64's alphabet is not in ASCII order): every one is still found,
+    looked up in any order."""
     ledger = Ledger(store_backend.open(tmp_path))
     ids = [f"id-{i}" for i in range(3000)]
     keys = [id_key(i) for i in ids]
-    assert {k[0] < 0 for k in keys} == {True, False}
+    assert {k[0] for k in keys} >= {"+", "/", "0", "A", "a"}  # every kind of first character
     ledger.record(ids[::2])
     assert ledger.known(ids[::-1]) == set(ids[::2])
     ledger.record(ids)  # half already there: the rest added, none twice
@@ -199,48 +203,47 @@ def test_a_batch_is_found_whatever_order_and_sign_its_keys_have(
     ledger.store.close()
 
 
-_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
-
-
-@given(
-    st.integers(min_value=1, max_value=4).flatmap(
-        lambda width: st.lists(st.tuples(*[_INT64] * width), max_size=40).map(lambda r: (width, r))
-    )
-)
-@settings(max_examples=300, deadline=None)
-def test_sqlite_reads_back_exactly_the_rows_a_batch_sends(width_rows) -> None:
-    """A batch's rows travel as fixed-width texts in one JSON parameter: every 64-bit integer,
-    in every column, comes back as it was sent."""
-    width, rows = width_rows
+@settings(max_examples=examples(300), deadline=None)
+@given(st.lists(st.binary(min_size=16, max_size=16), max_size=40))
+def test_keys_are_the_digests_in_base64_and_sort_as_their_text(digests: list[bytes]) -> None:
+    keys = ledger_module._key_texts(digests)
+    assert [base64.b64decode(k + "==") for k in keys] == digests
+    assert {len(k) for k in keys} <= {22}
     db = sqlite3.connect(":memory:")
-    columns = ", ".join(ledger_module._text_columns(width))
-    sent = ledger_module._row_texts(rows, width)
-    assert db.execute(f"SELECT {columns} FROM json_each(?)", (sent,)).fetchall() == rows
+    db.execute("CREATE TABLE t (k TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("INSERT OR IGNORE INTO t SELECT value FROM json_each(?)", (orjson.dumps(keys),))
+    # SQLite's order is Python's: the batch is probed and inserted in the store's key order.
+    assert [r[0] for r in db.execute("SELECT k FROM t ORDER BY k")] == sorted(set(keys))
     db.close()
 
 
-def test_sqlite_lookup_and_record_with_the_extreme_64_bit_halves(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+def test_minutes_sort_in_time_order() -> None:
+    """An event day's keys start with the minute in hex: a batch's keys are neighbours."""
+    minutes = [ledger_module._MINUTE[f"{h:02d}:{m:02d}"] for h in range(24) for m in range(60)]
+    assert minutes == sorted(minutes) and {len(m) for m in minutes} == {3}
+
+
+def test_rows_with_their_own_times_come_back_exactly(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    """Copies and the migration write each key with its own ``at`` (SQLite: key and time in
+    one text per row): the extreme times come back as sent, and a key of the wrong length is
+    refused rather than cut."""
+    ledger = Ledger(store_backend.open(tmp_path))
     ids, dates = _dated(1500)
     ledger.record(ids[::2], dates=dates[::2])
-    ledger.record(ids[:10])  # undated: (hi, lo) rows
+    ledger.record(ids[:10])  # undated
     assert ledger.known(ids, dates) == set(ids[::2]) | set(ids[:10])
-    rows, params = ledger._rows_of([(0, -(2**63), 2**63 - 1), (1439, 2**63 - 1, -(2**63))])
-    assert ledger.store.execute(rows, params) == [
-        (0, -(2**63), 2**63 - 1),
-        (1439, 2**63 - 1, -(2**63)),
-    ]
     table = ledger._event_table("20261130")
-    extremes = [(0, -(2**63), 2**63 - 1, -(2**63)), (1439, 2**63 - 1, -(2**63), 2**63 - 1)]
-    ledger._write([(table, extremes)], None)  # rows with their own ``at`` (copies, migration)
-    assert (
-        ledger.store.execute(
-            f"SELECT t, hi, lo, at FROM {table} WHERE t IN (0, 1439) AND hi IN (?, ?) ORDER BY t",
-            (-(2**63), 2**63 - 1),
-        )
-        == extremes
-    )
-    ledger.close()
+    keys = sorted(["000" + id_key("first"), "59f" + id_key("last")])
+    extremes = [-(2**63), 2**63 - 1]
+    ledger._write([(table, keys, extremes)], None)
+    assert ledger.store.execute(
+        f"SELECT k, at FROM {table} WHERE k IN (?, ?) ORDER BY k", tuple(keys)
+    ) == list(zip(keys, extremes, strict=True))
+    with pytest.raises(ValueError, match="keys of 25 characters"):
+        ledger._write([(table, [id_key("undated")], [1])], None)
+    ledger.store.close()
 
 
 # --- ids kept by event day ----------------------------------------------------------------------
@@ -269,8 +272,8 @@ def test_dated_ids_live_in_their_event_days_table_and_are_found_there(
     assert ledger.known(monday[:10]) == set(monday[:10])  # no dates: every table scanned
     ledger.record(monday, dates=m_dates)  # again: nothing added
     assert ledger.count() == 2200
-    [(hi, lo)] = ledger.store.execute(f"SELECT hi, lo FROM {ledger._prefix}e20261130 WHERE t = 61")
-    assert (hi, lo) == id_key(monday[61])  # 01:01 is minute 61 of the day
+    [(key,)] = ledger.store.execute(f"SELECT k FROM {ledger._prefix}e20261130 WHERE k LIKE '03d%'")
+    assert key == "03d" + id_key(monday[61])  # 01:01 is minute 61 of the day, 0x03d
     ledger.store.close()
 
 
@@ -361,24 +364,25 @@ def test_copying_dated_and_undated_tables_keeps_when_each_day_was_last_written(
 _PLAIN_DATE = r"([0-9]{4})-([0-9]{2})-([0-9]{2}).([01][0-9]|2[0-3]):([0-5][0-9])"
 
 
-def _plain_keys(ids: list[str], dates: list[str | None]) -> tuple[dict[str, list[bytes]], list]:
+def _plain_keys(ids: list[str], dates: list[str | None]) -> tuple[dict[str, list[str]], list]:
     """What ``_Batch`` makes of a batch, one id at a time with ``re`` and ``datetime``: the
     plain version of its one-day fast path."""
-    by_day: dict[str, list[bytes]] = {}
-    undated: list[bytes] = []
+    by_day: dict[str, list[str]] = {}
+    undated: list[str] = []
     for activity_id, date in zip(ids, dates, strict=True):
         digest = hashlib.blake2b(activity_id.encode("utf-8", "surrogatepass"), digest_size=16)
+        text = base64.b64encode(digest.digest()).decode().rstrip("=")
         # Any character between the day and the time (newline too): the ledger reads neither.
         found = re.match(_PLAIN_DATE, date or "", re.DOTALL)
         try:
             assert found is not None
             day = datetime.date(*(int(found[i]) for i in (1, 2, 3)))
         except (AssertionError, ValueError):
-            undated.append(digest.digest())
+            undated.append(text)
             continue
-        minute = (int(found[4]) * 60 + int(found[5])).to_bytes(2, "big")
+        minute = "%03x" % (int(found[4]) * 60 + int(found[5]))
         name = f"{day.year:04d}{day.month:02d}{day.day:02d}"
-        by_day.setdefault(name, []).append(minute + digest.digest())
+        by_day.setdefault(name, []).append(minute + text)
     return by_day, undated
 
 
