@@ -267,6 +267,21 @@ class Ledger:
             )
         return table
 
+    def _layout_error(self) -> StoreError | None:
+        """Where a lookup failed: a ledger whose tables a development build wrote with integer
+        keys ``(t, hi, lo)`` is named, with the way out, instead of "no such column"."""
+        for table in sorted(self._existing)[:1]:
+            try:
+                self.store.execute(f"SELECT k FROM {table} LIMIT 0")
+            except Exception as exc:
+                return StoreError(
+                    f"The ledger at {self.store.location} was written by a development build"
+                    " of target-planhat, in a key layout this version does not read"
+                    f" ({type(exc).__name__}). Forget it with --forget-delivered, or point"
+                    " ledger_path / ledger_url at a new ledger."
+                )
+        return None
+
     def _missing_table(self, exc: BaseException) -> bool:
         """A table dropped by another process's prune between listing and reading it."""
         text = str(exc)
@@ -293,6 +308,9 @@ class Ledger:
                 raise
             except Exception as exc:
                 if attempt == 2 or not self._missing_table(exc):
+                    error = self._layout_error()
+                    if error is not None:
+                        raise error from exc
                     raise
         raise AssertionError("unreachable")
 

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from target_planhat import ledger as ledger_module
+from target_planhat.errors import StoreError
 from target_planhat.ledger import DAY, Ledger, _Batch, id_key
 from target_planhat.settings import compile_settings
 from target_planhat.store import open_store
@@ -438,3 +439,25 @@ def test_a_day_written_to_after_prune_listed_it_stays(
     assert ledger.known(ids, dates) == set(ids) and ledger.prune(7) == 0
     for each in (ledger, other):
         each.store.close()
+
+
+def test_a_ledger_of_the_integer_key_layout_is_named_and_can_be_forgotten(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    """A development build kept keys as ``(t, hi, lo)`` integers: the lookup says what the
+    ledger is and how to go on, instead of "no such column"; ``forget`` still clears it."""
+    ledger = Ledger(store_backend.open(tmp_path))
+    table = ledger._event_table("20261130")
+    ledger.store.execute(
+        f"CREATE TABLE {table} (t BIGINT NOT NULL, hi BIGINT NOT NULL, lo BIGINT NOT NULL,"
+        " at BIGINT NOT NULL, PRIMARY KEY (t, hi, lo))"
+    )
+    ledger.store.execute(f"INSERT INTO {table} VALUES (1, 2, 3, 4)")
+    ids, dates = _dated(10)
+    with pytest.raises(StoreError, match="development build") as raised:
+        Ledger(store_backend.open(tmp_path)).known(ids, dates)
+    assert "--forget-delivered" in str(raised.value) and ledger.store.location in str(raised.value)
+    assert ledger.forget() == 1
+    ledger.record(ids, dates=dates)
+    assert ledger.known(ids, dates) == set(ids)
+    ledger.store.close()
