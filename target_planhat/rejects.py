@@ -14,6 +14,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -165,7 +166,10 @@ class DeadLetterFile:
         self._background = background
         # The settle in flight (set and cleared under the lock): only it writes to the file
         # while set. Its failure waits in _error for the next write, sync or close.
-        self._settling: threading.Thread | None = None
+        self._settling: Future[None] | None = None
+        # One thread for every settle of the run, started with the first: starting a thread
+        # per settle kept the thread reading input waiting for each to start.
+        self._settler: ThreadPoolExecutor | None = None
         self._error: BaseException | None = None
 
     def remember_in(
@@ -231,12 +235,9 @@ class DeadLetterFile:
 
     def _start(self, step: Callable[[list[Any]], None], batch: list[Any]) -> None:
         """Run ``step(batch)`` as the settle in flight (call holding the lock, none in flight)."""
-        thread = threading.Thread(
-            target=self._in_thread, args=(step, batch), name="dead-letter-settle"
-        )
-        thread.daemon = True
-        self._settling = thread
-        thread.start()
+        if self._settler is None:
+            self._settler = ThreadPoolExecutor(1, thread_name_prefix="dead-letter-settle")
+        self._settling = self._settler.submit(self._in_thread, step, batch)
 
     def _in_thread(self, step: Callable[[list[Any]], None], batch: list[Any]) -> None:
         try:
@@ -247,11 +248,11 @@ class DeadLetterFile:
     def _join(self) -> None:
         """Wait for the settle in flight (not holding the lock: it may need it); raise its
         failure."""
-        thread = self._settling
-        if thread is not None:
-            thread.join()
+        settling = self._settling
+        if settling is not None:
+            wait((settling,))
             with self._lock:
-                if self._settling is thread:
+                if self._settling is settling:
                     self._settling = None
         with self._lock:
             self._raise_failure()
@@ -374,5 +375,8 @@ class DeadLetterFile:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+            if self._settler is not None:
+                self._settler.shutdown()  # idle: nothing in flight
+                self._settler = None
         finally:
             self._lock.release()
