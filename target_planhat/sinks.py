@@ -19,6 +19,7 @@ from typing_extensions import override
 
 from target_planhat.errors import RecordSchemaError, RejectedRecord
 from target_planhat.metric_delivery import Seen
+from target_planhat.rejected_ids import event_key
 from target_planhat.rejects import describe
 from target_planhat.sdk_fast import FastStepsBatchSink
 from target_planhat.validate import InvalidActivity, encode_activity
@@ -260,7 +261,7 @@ class PlanhatSink(FastStepsBatchSink):
             if event is not None:
                 # Per rejected event: try/except, cheaper than contextlib.suppress.
                 try:
-                    event_id = self._event_id(event)
+                    event_id = event_key(self._event_id(event), activity.get("date"))
                 except (TypeError, orjson.JSONEncodeError):
                     # An event orjson cannot hash is not recognisable on a replay: written each
                     # time.

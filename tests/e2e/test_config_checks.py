@@ -6,7 +6,9 @@ that fails the run if read, and ``api_url`` points at a receiver that must get n
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +311,10 @@ def test_a_replayed_event_rejected_again_is_counted_not_dead_lettered_again(tmp_
         first = run_target(_live(tmp_path, planhat), singer_lines(records), tmp_path)
         assert first.returncode == 0, first.stderr[-3000:]
         assert len(dead_letter.read_text().splitlines()) == 3
+        # Remembered under the events' hour (2024-01-01T10), so a settle's keys are neighbours.
+        with contextlib.closing(sqlite3.connect(tmp_path / "ledger.sqlite")) as db:
+            stored = [r[0] for r in db.execute("SELECT id FROM tp_rejected")]
+        assert len(stored) == 3 and {i[:10] for i in stored} == {"2024010110"}
         again = run_target(_live(tmp_path, planhat), singer_lines(records), tmp_path)
         assert again.returncode == 0, again.stderr[-3000:]
         assert again.report["rejected_by"] == {"no_identifier": 3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from target_planhat.rejected_ids import RejectedIds
+from target_planhat.rejected_ids import RejectedIds, event_key
 from target_planhat.store import open_path
 from tests.support.examples import examples
 from tests.support.postgres import StoreBackend
@@ -102,8 +103,62 @@ def test_sqlite_one_statement_answers_as_the_plain_lists(
 
 
 def _stored_id(event_id: str) -> str:
-    """An event id as ``tp_rejected`` keeps it, written out plainly."""
-    return hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    """An event id as ``tp_rejected`` keeps it, written out plainly: the hour of a key made by
+    ``event_key``, then the digest of the whole key."""
+    digest = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=16)
+    head, separator, _ = event_id.partition("\x1f")
+    hour = head if separator and len(head) == 10 and head.isascii() and head.isdigit() else ""
+    return hour + digest.hexdigest()
+
+
+_dates = st.one_of(
+    st.builds(
+        lambda d, h, rest: f"2024-03-{d:02d}T{h:02d}{rest}",
+        st.integers(1, 31),
+        st.integers(0, 23),
+        st.sampled_from([":00:07.953Z", ":59:59.999Z", "", ":00"]),
+    ),
+    st.none(),
+    st.integers(),
+    st.text(max_size=16),
+    st.just("\uff12\uff10\uff12\uff14-03-01T08:00:00Z"),  # digits, but not ASCII ones
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(event_id=_ids, date=_dates)
+def test_an_event_key_leads_with_the_hour_of_a_well_formed_date_only(
+    event_id: str, date: object
+) -> None:
+    key = event_key(event_id, date)
+    assert event_key(event_id, date) == key  # a replay of the event makes the same key
+    if isinstance(date, str) and re.fullmatch("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}", date[:13]):
+        assert key == f"{date[:4]}{date[5:7]}{date[8:10]}{date[11:13]}\x1f{event_id}"
+    else:
+        assert key == event_id
+
+
+def test_keys_of_one_hour_are_stored_side_by_side_and_found_again(
+    store_backend: StoreBackend, tmp_path: Path
+) -> None:
+    store = store_backend.open(tmp_path)
+    try:
+        ids = RejectedIds(store)
+        eight = [
+            (event_key(f"ins-{n}", "2024-03-01T08:00:07.953Z"), "no_identifier") for n in range(50)
+        ]
+        nine = [
+            (event_key(f"ins-{n}", "2024-03-01T09:30:00.000Z"), "no_identifier") for n in range(50)
+        ]
+        ids.remember(nine + eight)
+        rows = [r[0] for r in store.execute("SELECT id FROM tp_rejected ORDER BY id")]
+        assert [r[:10] for r in rows] == ["2024030108"] * 50 + ["2024030109"] * 50
+        assert sorted(rows) == sorted(_stored_id(key) for key, _ in eight + nine)
+        # The same id at another hour is another event: not written before.
+        other = (event_key("ins-1", "2024-03-02T08:00:00.000Z"), "no_identifier")
+        assert RejectedIds(store).known([eight[1], nine[1], other]) == {eight[1], nine[1]}
+    finally:
+        store.close()
 
 
 def test_remember_after_known_stores_what_the_plain_hash_would(tmp_path: Path) -> None:
