@@ -429,9 +429,13 @@ def _runner(steps: list[_Step], aliases: tuple[Any, ...]) -> _Run:
 # called only when the value may change (a str bag, a time not in the cache, a Decimal).
 _STATEMENT: dict[_Convert | None, str] = {
     None: "if type({v}) is _DECIMAL: {v} = _decimal({v})",
+    # _time inline: the cache, then blank, then the miss (a time is rarely seen twice when each
+    # event has its own, so a call of _time would look the cache up a second time per miss).
     _time: (
         "c = _time_get({v}) if type({v}) in _CACHEABLE_TIMES else None\n"
-        "{v} = c if c is not None else _time({v}, {n}, problems)"
+        "if c is not None: {v} = c\n"
+        "elif {v} is None or {v} == _BLANK: {v} = None\n"
+        "else: {v} = _time_miss({v}, {n}, problems)"
     ),
     _bag: "if type({v}) is str: {v} = _bag({v}, {n}, problems)",
     _id: "{v} = _id({v}, {n}, problems)",
@@ -441,7 +445,8 @@ _HELPERS: dict[str, Any] = {
     "_decimal": _decimal,
     "_time_get": _TIME_CACHE.get,  # the cache is cleared, never replaced
     "_CACHEABLE_TIMES": _CACHEABLE_TIMES,
-    "_time": _time,
+    "_time_miss": _time_miss,
+    "_BLANK": "",
     "_bag": _bag,
     "_id": _id,
     "_fill_insert_id": _fill_insert_id,

@@ -176,6 +176,8 @@ class PlanhatSink(FastStepsBatchSink):
         items = batch.get("items")
         if items and (len(items) >= self._max_rows or self._batch_bytes >= self._max_bytes):
             return True
+        if self._metrics is None:
+            return False
         seen = batch.get("metrics")
         return seen is not None and len(seen) >= self._max_rows
 
