@@ -311,6 +311,13 @@ class DeadLetterFile:
                 len(pending),
             )
             known, remember = set(), False
+        if not known and len(set(pairs)) == len(pairs):
+            # The usual settle: nothing written before, no event twice. One write, no Python
+            # loop per line (a settle runs beside the thread reading input, and its loop held
+            # the GIL that thread waits for).
+            self._write(b"".join([line for _, _, line in pending]))
+            self._fsync()
+            return pairs if remember else []
         new: list[Pair] = []
         for event_id, reason, line in pending:
             if event_id is None:

@@ -179,3 +179,60 @@ def test_a_settle_that_failed_in_its_thread_raises_in_the_next_call(
         dead.close()
     finally:
         store.close()
+
+
+class _Memory:
+    """The store's part, in memory: what earlier settles remembered."""
+
+    def __init__(self) -> None:
+        self.pairs: set[tuple[str, str]] = set()
+
+    def known(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return self.pairs & set(pairs)
+
+    def remember(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.pairs.update(pairs)
+
+
+_events = st.lists(
+    st.tuples(st.one_of(st.none(), st.sampled_from("abcdef")), st.sampled_from(["x", "y"])),
+    max_size=25,
+)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(runs=st.lists(_events, min_size=1, max_size=3))
+def test_settles_write_each_event_once_per_reason_across_runs(
+    runs: list[list[tuple[str | None, str]]], monkeypatch_module: pytest.MonkeyPatch
+) -> None:
+    """Against the plain rule, line by line: a line without an event id is always written; one
+    with an id only the first time its (id, reason) is seen, in this run or an earlier one; the
+    rest are counted. Settles of three lines, so some find nothing written before and no event
+    twice (written at once) and others do not (line by line)."""
+    monkeypatch_module.setattr(rejects, "_PENDING_MAX", 3)
+    memory, seen = _Memory(), set()
+    expected_lines, expected_again = [], Counter()
+    for number, run in enumerate(runs):
+        for index, (event_id, reason) in enumerate(run):
+            if event_id is not None and (event_id, reason) in seen:
+                expected_again[reason] += 1
+                continue
+            if event_id is not None:
+                seen.add((event_id, reason))
+            expected_lines.append((event_id, number, index, reason))
+    again: Counter[str] = Counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rejected.jsonl"
+        for number, run in enumerate(runs):
+            dead = DeadLetterFile(path, memory, functools.partial(_count, again), background=False)
+            for index, (event_id, reason) in enumerate(run):
+                record = {"id": event_id, "run": number, "n": index}
+                dead.write("s", reason, "why", record, None, 1, event_id)
+            dead.close()
+        lines = [
+            (x["record"]["id"], x["record"]["run"], x["record"]["n"], x["reason"])
+            for x in _lines(path)
+        ]
+    assert lines == expected_lines
+    assert again == expected_again
+    assert memory.pairs == {(i, r) for i, _, _, r in expected_lines if i is not None}
