@@ -25,5 +25,15 @@ def digest(text: str) -> bytes:
 
 
 def digests(texts: Iterable[str]) -> list[bytes]:
-    """:func:`digest` of each text, through C-level ``map`` calls (no Python loop per text)."""
-    return list(map(_DIGEST, map(_HASH, map(_ENCODE, texts))))
+    """:func:`digest` of each text, through C-level ``map`` calls (no Python loop per text).
+
+    The texts are encoded in one call where none holds a NUL (ids never do), then split: a
+    batch's ids are hashed in the thread that sends, holding the GIL the input thread waits for.
+    """
+    texts = texts if isinstance(texts, list) else list(texts)
+    joined = "\0".join(texts)
+    if texts and joined.count("\0") == len(texts) - 1:
+        encoded: Iterable[bytes] = joined.encode("utf-8", "surrogatepass").split(b"\0")
+    else:
+        encoded = map(_ENCODE, texts)
+    return list(map(_DIGEST, map(_HASH, encoded)))

@@ -27,3 +27,10 @@ def test_a_digest_is_16_bytes_and_takes_any_string() -> None:
     assert len(digest("")) == 16
     assert digest("\ud800") == _plain("\ud800") != digest("\ud801")
     assert digests(iter(["a", "b"])) == [digest("a"), digest("b")]  # any iterable
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(["a", "\0", "\ud800", "é"]), max_size=4)))
+def test_texts_holding_nul_are_hashed_one_by_one_the_same(texts: list[str]) -> None:
+    """The one-call encoding splits at NUL: texts that hold one take the per-text path."""
+    assert digests(texts) == [_plain(t) for t in texts]
