@@ -5,15 +5,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from target_planhat.checkpoints import IN_FLIGHT
 from target_planhat.planhat import PlanhatError
 from target_planhat.runtime import Item, Runtime
 from target_planhat.settings import compile_settings
 from tests.support.cli import base_config
+from tests.support.examples import examples
 from tests.support.receiver import TOKEN, PlanhatReceiver, Reply
 
 
@@ -130,3 +134,31 @@ def test_a_failed_submit_is_raised_at_the_next_wait_and_not_acknowledged(runtime
         with pytest.raises(PlanhatError):
             runtime.sender.wait()
     assert checkpoints.writable() is None
+
+
+def _plain_chunks(items: list[tuple], limit: int) -> list[list[tuple]]:
+    """Chunks written plainly: items in order, a new chunk when the next would not fit."""
+    chunks: list[list[tuple]] = []
+    for item in items:
+        body = b"[" + b",".join([*(i[1] for i in chunks[-1]), item[1]]) + b"]" if chunks else b""
+        if not chunks or len(body) > limit:
+            chunks.append([item])
+        else:
+            chunks[-1].append(item)
+    return chunks
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=40), max_size=30),
+    limit=st.integers(min_value=3, max_value=200),
+)
+def test_chunks_are_those_of_the_plain_split(sizes: list[int], limit: int) -> None:
+    """The one-POST shortcut (the batch sized in C) and the split give what splitting item by
+    item would: every body within ``max_request_bytes`` unless one item alone is larger."""
+    items = [
+        (f"id-{n}", b"x" * size, "a", n, "2026-11-30T00:00:00.000Z") for n, size in enumerate(sizes)
+    ]
+    owner = SimpleNamespace(settings=SimpleNamespace(max_request_bytes=limit))
+    got = list(Runtime._chunks(owner, items))  # type: ignore[arg-type]
+    assert got == _plain_chunks(items, limit)
