@@ -14,10 +14,10 @@ Layout, chosen so a batch's cost stays flat however many ids the ledger keeps
   chance of ~10^-21;
 - one table per tenant and *event* day (the activity's ``date``, UTC),
   ``tp_ledger_<tenant number>_e<YYYYMMDD>``, with ``(k, at)`` keyed by ``k``: the event's
-  minute of the day (3 hex digits) and the hash, ``at`` when Planhat acknowledged it. A replay
+  minute of the day (2 base-64 digits) and the hash, ``at`` when Planhat acknowledged it. A replay
   carries the same date, so a lookup probes only its own day's table, and Amplitude exports
   events in time order, so a batch's keys sit side by side in that table: a batch reads and
-  writes a few neighbouring pages, not one page per id spread over the whole ledger. About 35
+  writes a few neighbouring pages, not one page per id spread over the whole ledger. About 39
   bytes per id in SQLite;
 - ``tp_ledger_last`` keeps when each day's table was last written; pruning drops whole tables
   not written for ``ledger_ttl_days``, in time proportional to what it drops (it never scans
@@ -67,15 +67,15 @@ _SCHEMA = (
 )
 
 
-#: A key is text: the digest in 22 characters of base64, after the event's minute of the day in
-#: 3 hex digits in an event day's table. One text column keyed by itself, where a key was
+#: A key is text: the digest in 22 base-64 digits, after the event's minute of the day in 2 of
+#: them in an event day's table. One text column keyed by itself, where a key was
 #: ``(t, hi, lo)`` integers: a batch travels to SQLite as one JSON array of plain strings, which
 #: ``json_each`` hands over as they are (no per-row parsing or casting), and a lookup plus record
-#: of a 10,000-id batch takes about half the CPU (``benchmarks/README.md``). base64 keeps a key as
-#: short as the integers were on disk; its alphabet here is in ASCII order, so keys sort as the
-#: bytes they stand for (hex minutes too): a batch's keys, sorted, are neighbours in the table.
+#: of a 10,000-id batch takes about half the CPU (``benchmarks/README.md``). Base 64 keeps a key
+#: short (issue 15's 40 bytes per id); its digits here are in ASCII order, so keys sort as the
+#: numbers they stand for, minutes first: a batch's keys, sorted, are neighbours in the table.
 _DIGEST_WIDTH = 22
-_MINUTE_WIDTH = 3
+_MINUTE_WIDTH = 2
 _TIMED_WIDTH = _MINUTE_WIDTH + _DIGEST_WIDTH
 _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _ORDERED = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
@@ -104,8 +104,12 @@ def _key_texts(digests: Sequence[bytes]) -> list[str]:
 
 _DAY_TEXT = operator.itemgetter(slice(0, 10))
 _HH_MM = operator.itemgetter(slice(11, 16))
-# "HH:MM" -> the minute of the day in hex, the prefix of a timed key.
-_MINUTE = {f"{h:02d}:{m:02d}": f"{h * 60 + m:03x}" for h in range(24) for m in range(60)}
+# "HH:MM" -> the minute of the day in 2 base-64 digits, the prefix of a timed key.
+_MINUTE = {
+    f"{h:02d}:{m:02d}": _ORDERED.decode()[(h * 60 + m) // 64] + _ORDERED.decode()[(h * 60 + m) % 64]
+    for h in range(24)
+    for m in range(60)
+}
 
 
 def id_key(activity_id: str) -> str:

@@ -230,9 +230,11 @@ def test_keys_are_the_digests_in_base64_and_sort_as_their_text(digests: list[byt
 
 
 def test_minutes_sort_in_time_order() -> None:
-    """An event day's keys start with the minute in hex: a batch's keys are neighbours."""
+    """An event day's keys start with the minute (2 base-64 digits): a batch's keys are
+    neighbours."""
     minutes = [ledger_module._MINUTE[f"{h:02d}:{m:02d}"] for h in range(24) for m in range(60)]
-    assert minutes == sorted(minutes) and {len(m) for m in minutes} == {3}
+    assert minutes == sorted(minutes) and {len(m) for m in minutes} == {2}
+    assert minutes == [_plain_key(bytes(15) + bytes([m // 256, m % 256]))[-2:] for m in range(1440)]
 
 
 def test_rows_with_their_own_times_come_back_exactly(
@@ -247,13 +249,13 @@ def test_rows_with_their_own_times_come_back_exactly(
     ledger.record(ids[:10])  # undated
     assert ledger.known(ids, dates) == set(ids[::2]) | set(ids[:10])
     table = ledger._event_table("20261130")
-    keys = sorted(["000" + id_key("first"), "59f" + id_key("last")])
+    keys = sorted(["--" + id_key("first"), "LU" + id_key("last")])  # 00:00 and 23:59
     extremes = [-(2**63), 2**63 - 1]
     ledger._write([(table, keys, extremes)], None)
     assert ledger.store.execute(
         f"SELECT k, at FROM {table} WHERE k IN (?, ?) ORDER BY k", tuple(keys)
     ) == list(zip(keys, extremes, strict=True))
-    with pytest.raises(ValueError, match="keys of 25 characters"):
+    with pytest.raises(ValueError, match="keys of 24 characters"):
         ledger._write([(table, [id_key("undated")], [1])], None)
     ledger.store.close()
 
@@ -284,8 +286,10 @@ def test_dated_ids_live_in_their_event_days_table_and_are_found_there(
     assert ledger.known(monday[:10]) == set(monday[:10])  # no dates: every table scanned
     ledger.record(monday, dates=m_dates)  # again: nothing added
     assert ledger.count() == 2200
-    [(key,)] = ledger.store.execute(f"SELECT k FROM {ledger._prefix}e20261130 WHERE k LIKE '03d%'")
-    assert key == "03d" + id_key(monday[61])  # 01:01 is minute 61 of the day, 0x03d
+    [(key,)] = ledger.store.execute(
+        f"SELECT k FROM {ledger._prefix}e20261130 WHERE substr(k, 1, 2) = ?", ("-x",)
+    )
+    assert key == "-x" + id_key(monday[61])  # 01:01 is minute 61 of the day: 0 * 64 + 61
     ledger.store.close()
 
 
@@ -392,7 +396,8 @@ def _plain_keys(ids: list[str], dates: list[str | None]) -> tuple[dict[str, list
         except (AssertionError, ValueError):
             undated.append(text)
             continue
-        minute = "%03x" % (int(found[4]) * 60 + int(found[5]))
+        minute_of_day = int(found[4]) * 60 + int(found[5])
+        minute = _DIGITS[minute_of_day // 64] + _DIGITS[minute_of_day % 64]
         name = f"{day.year:04d}{day.month:02d}{day.day:02d}"
         by_day.setdefault(name, []).append(minute + text)
     return by_day, undated
