@@ -80,6 +80,7 @@ _TIMED_WIDTH = _MINUTE_WIDTH + _DIGEST_WIDTH
 _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _ORDERED = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 _TO_ORDERED = bytes.maketrans(_BASE64, _ORDERED)
+_DIGITS = _ORDERED.decode()
 _GROUP = 24  # base64 characters of a digest with two zero bytes before it (18 bytes)
 
 
@@ -106,9 +107,7 @@ _DAY_TEXT = operator.itemgetter(slice(0, 10))
 _HH_MM = operator.itemgetter(slice(11, 16))
 # "HH:MM" -> the minute of the day in 2 base-64 digits, the prefix of a timed key.
 _MINUTE = {
-    f"{h:02d}:{m:02d}": _ORDERED.decode()[(h * 60 + m) // 64] + _ORDERED.decode()[(h * 60 + m) % 64]
-    for h in range(24)
-    for m in range(60)
+    f"{m // 60:02d}:{m % 60:02d}": _DIGITS[m // 64] + _DIGITS[m % 64] for m in range(24 * 60)
 }
 
 
@@ -263,6 +262,10 @@ class Ledger:
         """The length of ``table``'s keys."""
         return _TIMED_WIDTH if self._timed(table) else _DIGEST_WIDTH
 
+    def _digest_sql(self, table: str, key: str) -> str:
+        """SQL of the digest part of ``table``'s key column ``key`` (an undated key)."""
+        return f"substr({key}, {_MINUTE_WIDTH + 1})" if self._timed(table) else key
+
     @staticmethod
     def _day_of(table: str) -> int:
         return int(table.rsplit("_", 1)[1])
@@ -290,16 +293,17 @@ class Ledger:
     def _layout_error(self) -> StoreError | None:
         """Where a lookup failed: a ledger whose tables a development build wrote with integer
         keys ``(t, hi, lo)`` is named, with the way out, instead of "no such column"."""
-        for table in sorted(self._existing)[:1]:
-            try:
-                self.store.execute(f"SELECT k FROM {table} LIMIT 0")
-            except Exception as exc:
-                return StoreError(
-                    f"The ledger at {self.store.location} was written by a development build"
-                    " of target-planhat, in a key layout this version does not read"
-                    f" ({type(exc).__name__}). Forget it with --forget-delivered, or point"
-                    " ledger_path / ledger_url at a new ledger."
-                )
+        if not self._existing:
+            return None
+        try:
+            self.store.execute(f"SELECT k FROM {min(self._existing)} LIMIT 0")
+        except Exception as exc:
+            return StoreError(
+                f"The ledger at {self.store.location} was written by a development build"
+                " of target-planhat, in a key layout this version does not read"
+                f" ({type(exc).__name__}). Forget it with --forget-delivered, or point"
+                " ledger_path / ledger_url at a new ledger."
+            )
         return None
 
     def _missing_table(self, exc: BaseException) -> bool:
@@ -363,7 +367,7 @@ class Ledger:
         probes.
         """
         rows, params = self._rows_of(keys)
-        digest = f"substr(p.k, {_MINUTE_WIDTH + 1})" if self._timed(table) else "p.k"
+        digest = self._digest_sql(table, "p.k")
         if keys and len(keys[0]) != self._width(table):
             # Ids without their dates in an event day's table: no key to probe, a scan.
             cte = f"q{n} AS ({rows})"
@@ -526,8 +530,7 @@ class Ledger:
         def work() -> int:
             count = 0
             for table in self._partitions():
-                digest = f"substr(k, {_MINUTE_WIDTH + 1})" if self._timed(table) else "k"
-                where = f" WHERE {digest} IN (SELECT k FROM ({batch}) AS q)"
+                where = f" WHERE {self._digest_sql(table, 'k')} IN (SELECT k FROM ({batch}) AS q)"
                 count += self._rows(table, where, params)
                 self.store.execute(f"DELETE FROM {table}{where}", params)
             return count
