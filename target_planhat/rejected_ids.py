@@ -45,18 +45,20 @@ def event_key(event_id: str, date: object) -> str:
     """
     if isinstance(date, str) and len(date) >= 13 and date[4] + date[7] + date[10] == "--T":
         hour = date[:4] + date[5:7] + date[8:10] + date[11:13]
-        if hour.isascii() and hour.isdigit():
+        if _is_hour(hour):
             return f"{hour}{_SEPARATOR}{event_id}"
     return event_id
 
 
+def _is_hour(text: str) -> bool:
+    """``text`` is 10 ASCII digits: an hour :func:`event_key` lays out (never other id text)."""
+    return len(text) == _HOUR and text.isascii() and text.isdigit()
+
+
 def _prefix(key: str) -> str:
     """The hour :func:`event_key` put before the id, or "" (only where it is laid out)."""
-    if len(key) > _HOUR and key[_HOUR] == _SEPARATOR:
-        hour = key[:_HOUR]
-        if hour.isascii() and hour.isdigit():
-            return hour
-    return ""
+    hour = key[:_HOUR]
+    return hour if key[_HOUR : _HOUR + 1] == _SEPARATOR and _is_hour(hour) else ""
 
 
 def _hashes(event_ids: Sequence[str]) -> list[str]:
@@ -155,10 +157,11 @@ class RejectedIds:
                 by_reason.setdefault(reason, []).append(hashed_id)
             if not by_reason:
                 return
+            for hashes in by_reason.values():
+                hashes.sort()  # in index order
 
             def insert() -> None:
                 for reason, hashes in by_reason.items():
-                    hashes.sort()  # in index order
                     store.execute(
                         "INSERT INTO tp_rejected (tenant, id, reason, rejected_at)"
                         " SELECT ?, value, ?, ? FROM json_each(?) WHERE true"
