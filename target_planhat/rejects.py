@@ -311,26 +311,26 @@ class DeadLetterFile:
                 len(pending),
             )
             known, remember = set(), False
+        new: list[Pair] = []
         if not known and len(set(pairs)) == len(pairs):
             # The usual settle: nothing written before, no event twice. One write, no Python
             # loop per line (a settle runs beside the thread reading input, and its loop held
             # the GIL that thread waits for).
+            new = pairs
             self._write(b"".join([line for _, _, line in pending]))
-            self._fsync()
-            return pairs if remember else []
-        new: list[Pair] = []
-        for event_id, reason, line in pending:
-            if event_id is None:
+        else:
+            for event_id, reason, line in pending:
+                if event_id is None:
+                    self._write(line)
+                    continue
+                pair = (event_id, reason)
+                if pair in known:
+                    if self._on_written_before is not None:
+                        self._on_written_before(reason)
+                    continue
+                known.add(pair)  # the same event twice in one run: counted, one line
+                new.append(pair)
                 self._write(line)
-                continue
-            pair = (event_id, reason)
-            if pair in known:
-                if self._on_written_before is not None:
-                    self._on_written_before(reason)
-                continue
-            known.add(pair)  # the same event twice in one run: counted, one line
-            new.append(pair)
-            self._write(line)
         self._fsync()
         return new if remember else []
 
