@@ -141,24 +141,19 @@ def test_an_event_key_leads_with_the_hour_of_a_well_formed_date_only(
 def test_keys_of_one_hour_are_stored_side_by_side_and_found_again(
     store_backend: StoreBackend, tmp_path: Path
 ) -> None:
-    store = store_backend.open(tmp_path)
-    try:
-        ids = RejectedIds(store)
-        eight = [
-            (event_key(f"ins-{n}", "2024-03-01T08:00:07.953Z"), "no_identifier") for n in range(50)
-        ]
-        nine = [
-            (event_key(f"ins-{n}", "2024-03-01T09:30:00.000Z"), "no_identifier") for n in range(50)
-        ]
-        ids.remember(nine + eight)
-        rows = [r[0] for r in store.execute("SELECT id FROM tp_rejected ORDER BY id")]
-        assert [r[:10] for r in rows] == ["2024030108"] * 50 + ["2024030109"] * 50
-        assert sorted(rows) == sorted(_stored_id(key) for key, _ in eight + nine)
-        # The same id at another hour is another event: not written before.
-        other = (event_key("ins-1", "2024-03-02T08:00:00.000Z"), "no_identifier")
-        assert RejectedIds(store).known([eight[1], nine[1], other]) == {eight[1], nine[1]}
-    finally:
-        store.close()
+    store = store_backend.open(tmp_path)  # closed by the fixture
+    ids = RejectedIds(store)
+    eight = [
+        (event_key(f"ins-{n}", "2024-03-01T08:00:07.953Z"), "no_identifier") for n in range(50)
+    ]
+    nine = [(event_key(f"ins-{n}", "2024-03-01T09:30:00.000Z"), "no_identifier") for n in range(50)]
+    ids.remember(nine + eight)
+    rows = [r[0] for r in store.execute("SELECT id FROM tp_rejected ORDER BY id")]
+    assert [r[:10] for r in rows] == ["2024030108"] * 50 + ["2024030109"] * 50
+    assert sorted(rows) == sorted(_stored_id(key) for key, _ in eight + nine)
+    # The same id at another hour is another event: not written before.
+    other = (event_key("ins-1", "2024-03-02T08:00:00.000Z"), "no_identifier")
+    assert RejectedIds(store).known([eight[1], nine[1], other]) == {eight[1], nine[1]}
 
 
 def test_remember_after_known_stores_what_the_plain_hash_would(tmp_path: Path) -> None:
