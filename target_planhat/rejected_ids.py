@@ -12,6 +12,7 @@ Ids are kept as hex hashes (fixed size, any text) after the event's hour where i
 
 from __future__ import annotations
 
+import functools
 import operator
 import time
 from collections.abc import Iterable, Sequence
@@ -43,11 +44,22 @@ def event_key(event_id: str, date: object) -> str:
     table's index instead of on a random page each (a commit then writes a few pages, not most
     of the index: about half the time per settle).
     """
-    if isinstance(date, str) and len(date) >= 13 and date[4] + date[7] + date[10] == "--T":
-        hour = date[:4] + date[5:7] + date[8:10] + date[11:13]
-        if _is_hour(hour):
+    if isinstance(date, str):
+        hour = _hour(date[:13])
+        if hour:
             return f"{hour}{_SEPARATOR}{event_id}"
     return event_id
+
+
+@functools.lru_cache(maxsize=1024)
+def _hour(text: str) -> str:
+    """``2024-03-01T08`` -> ``2024030108``, else "". Cached: a run's rejected events share a
+    few hours, and this runs for each of them in the thread reading input."""
+    if len(text) == 13 and text[4] + text[7] + text[10] == "--T":
+        hour = text[:4] + text[5:7] + text[8:10] + text[11:13]
+        if _is_hour(hour):
+            return hour
+    return ""
 
 
 def _is_hour(text: str) -> bool:
@@ -55,16 +67,23 @@ def _is_hour(text: str) -> bool:
     return len(text) == _HOUR and text.isascii() and text.isdigit()
 
 
-def _prefix(key: str) -> str:
-    """The hour :func:`event_key` put before the id, or "" (only where it is laid out)."""
-    hour = key[:_HOUR]
-    return hour if key[_HOUR : _HOUR + 1] == _SEPARATOR and _is_hour(hour) else ""
+@functools.lru_cache(maxsize=1024)
+def _prefix(head: str) -> str:
+    """The hour :func:`event_key` put before the id, given a key's first 11 characters, or ""
+    (only where it is laid out). Cached: a settle's keys share a few hours."""
+    hour = head[:_HOUR]
+    return hour if head[_HOUR:] == _SEPARATOR and _is_hour(hour) else ""
+
+
+_HEAD = operator.itemgetter(slice(0, _HOUR + 1))
 
 
 def _hashes(event_ids: Sequence[str]) -> list[str]:
     """Each event id (a key) as stored: its hour if it has one, then its 128-bit digest
-    (``digests.py``, of the whole key) in hex."""
-    return list(map(str.__add__, map(_prefix, event_ids), map(bytes.hex, digests(event_ids))))
+    (``digests.py``, of the whole key) in hex. C-level maps: a settle runs beside the thread
+    reading input, holding the GIL that thread waits for."""
+    hours = map(_prefix, map(_HEAD, event_ids))
+    return list(map(str.__add__, hours, map(bytes.hex, digests(event_ids))))
 
 
 _EVENT_ID, _REASON = operator.itemgetter(0), operator.itemgetter(1)
@@ -104,12 +123,12 @@ class RejectedIds:
     def known(self, pairs: Sequence[Pair]) -> set[Pair]:
         """Those of ``pairs`` already written to the dead-letter file."""
         store = self.store
-        hashed = self._hashed = dict(zip(pairs, _hashes(list(map(_EVENT_ID, pairs))), strict=True))
-        by_hash: dict[str, list[Pair]] = {}
-        for pair, hashed_id in hashed.items():
-            by_hash.setdefault(hashed_id, []).append(pair)
-        hashes = sorted(by_hash)
-        found: set[Pair] = set()
+        stored = _hashes(list(map(_EVENT_ID, pairs)))
+        self._hashed = dict(zip(pairs, stored, strict=True))
+        # A row (stored id, reason) is one pair: the stored id stands for one event id.
+        by_row = dict(zip(zip(stored, map(_REASON, pairs), strict=True), pairs, strict=True))
+        hashes = sorted(set(stored))
+        rows: list[tuple[object, ...]] = []
         if store.kind == "sqlite" and self.one_statement:
             # The batch as one JSON parameter: one statement, so sqlite3 lets go of the GIL
             # once for it, not once per id as for a list of ``?`` (the dead-letter file settles
@@ -119,29 +138,25 @@ class RejectedIds:
                 " CROSS JOIN tp_rejected AS t ON t.tenant = ? AND t.id = q.value",
                 (orjson.dumps(hashes).decode(), store.tenant),
             )
-            for hashed, reason in rows:
-                found.update(pair for pair in by_hash.get(hashed, ()) if pair[1] == reason)
-            return found
-        step = max(1, store.max_params - 1)
-        for start in range(0, len(hashes), step):
-            chunk = hashes[start : start + step]
-            marks = ", ".join("?" * len(chunk))
-            rows = store.execute(
-                f"SELECT id, reason FROM tp_rejected WHERE tenant = ? AND id IN ({marks})",
-                (store.tenant, *chunk),
-            )
-            for hashed, reason in rows:
-                found.update(pair for pair in by_hash.get(hashed, ()) if pair[1] == reason)
-        return found
+        else:
+            step = max(1, store.max_params - 1)
+            for start in range(0, len(hashes), step):
+                chunk = hashes[start : start + step]
+                marks = ", ".join("?" * len(chunk))
+                rows += store.execute(
+                    f"SELECT id, reason FROM tp_rejected WHERE tenant = ? AND id IN ({marks})",
+                    (store.tenant, *chunk),
+                )
+        return {by_row[row] for row in map(tuple, rows) if row in by_row}
 
     def _hashes_of(self, pairs: Sequence[Pair]) -> list[str]:
         """The stored id of each pair: from the last ``known`` where it was asked, else made."""
         hashed = self._hashed
-        missing = [pair for pair in pairs if pair not in hashed]
-        if missing:
+        if not hashed.keys() >= set(pairs):  # the usual settle asked known about them all
+            missing = [pair for pair in pairs if pair not in hashed]
             made = _hashes(list(map(_EVENT_ID, missing)))
             hashed = {**hashed, **dict(zip(missing, made, strict=True))}
-        return [hashed[pair] for pair in pairs]
+        return list(map(hashed.__getitem__, pairs))
 
     def remember(self, pairs: Iterable[Pair]) -> None:
         """Record pairs whose dead-letter lines are durable (synced) now."""
@@ -153,8 +168,12 @@ class RejectedIds:
             # One statement per reason (a run has few), each id list as one JSON parameter:
             # see known().
             by_reason: dict[str, list[str]] = {}
-            for hashed_id, reason in stored:
-                by_reason.setdefault(reason, []).append(hashed_id)
+            reasons = set(map(_REASON, pairs))
+            if len(reasons) == 1:  # the usual settle: one reason, no loop per id
+                by_reason[reasons.pop()] = list(map(_EVENT_ID, stored))
+            else:
+                for hashed_id, reason in stored:
+                    by_reason.setdefault(reason, []).append(hashed_id)
             if not by_reason:
                 return
             for hashes in by_reason.values():

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -116,6 +117,31 @@ def _kept(value: Any) -> bytes:
     )
 
 
+def _clock() -> Callable[[float], str]:
+    """``now(seconds)``: the time as ``datetime.isoformat`` writes it in UTC, with ``Z``.
+
+    Every dead-letter line carries it, and a run with many rejected records writes many lines
+    a second: the date and time to the second are formatted once per second, only the
+    microseconds per line (``datetime.now().isoformat()`` cost about 1.5 us a line). The unit
+    test compares it with ``datetime``'s own text.
+    """
+    last: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+    def now(seconds: float) -> str:
+        nonlocal last
+        whole = math.floor(seconds)
+        micros = round((seconds - whole) * 1e6)  # rounded as datetime rounds it
+        if micros >= 1_000_000:
+            whole, micros = whole + 1, micros - 1_000_000
+        cached = last
+        if cached[0] != whole:
+            moment = dt.datetime.fromtimestamp(whole, dt.timezone.utc)
+            cached = last = (whole, moment.strftime("%Y-%m-%dT%H:%M:%S"))
+        return f"{cached[1]}.{micros:06d}Z" if micros else f"{cached[1]}Z"
+
+    return now
+
+
 # What names a record in a message, by preference: its ids, then what it is about.
 _HANDLES = ("$insert_id", "insert_id", "uuid", "event_id", "user_id", "event_type")
 
@@ -171,6 +197,7 @@ class DeadLetterFile:
         # per settle kept the thread reading input waiting for each to start.
         self._settler: ThreadPoolExecutor | None = None
         self._error: BaseException | None = None
+        self._now = _clock()
 
     def remember_in(
         self, written_before: WrittenBefore, on_written_before: Callable[[str], None]
@@ -192,7 +219,7 @@ class DeadLetterFile:
     ) -> None:
         """One line for a rejected record; ``event_id`` lets a replay of it be recognised."""
         head = {
-            "time": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "time": self._now(time.time()),
             "stream": stream,
             "reason": reason,
             "detail": redact.redact(detail),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import tempfile
@@ -236,3 +237,25 @@ def test_settles_write_each_event_once_per_reason_across_runs(
     assert lines == expected_lines
     assert again == expected_again
     assert memory.pairs == {(i, r) for i, _, _, r in expected_lines if i is not None}
+
+
+@settings(max_examples=examples(500), deadline=None)
+@given(
+    times=st.lists(
+        st.one_of(
+            st.floats(min_value=0, max_value=4e9, allow_nan=False),
+            # Just below and above a whole second: where rounding the microseconds carries.
+            st.integers(0, 4_000_000_000).map(lambda s: s - 4e-7),
+            st.integers(0, 4_000_000_000).map(lambda s: s + 4e-7),
+            st.integers(0, 4_000_000_000).map(float),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_line_time_is_what_datetime_writes(times: list[float]) -> None:
+    # The clock formats each second once: in any order of calls, each text is datetime's own.
+    now = rejects._clock()
+    for seconds in times:
+        expected = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat()
+        assert now(seconds) == expected.replace("+00:00", "Z")
