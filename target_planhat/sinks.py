@@ -136,6 +136,7 @@ class PlanhatSink(FastStepsBatchSink):
                 self.stream_name,
             )
         self._batch_bytes = 0
+        self._batch_rows = 0  # len(items) of the batch being built, kept for is_full
         # is_full runs after every record: the limits are read once (`max_size` goes through
         # the SDK's config lookups each time; both settings are fixed for the run).
         self._max_rows = self.max_size
@@ -169,16 +170,15 @@ class PlanhatSink(FastStepsBatchSink):
     @property
     @override
     def is_full(self) -> bool:
-        # Full by bytes too (max_request_bytes), and by metric observations; limits read once.
-        batch = self._pending_batch
-        if not batch:
-            return False
-        items = batch.get("items")
-        if items and (len(items) >= self._max_rows or self._batch_bytes >= self._max_bytes):
+        # Full by bytes too (max_request_bytes), and by metric observations; limits read once,
+        # the batch's size from counters process_record keeps (no lookups per record).
+        rows = self._batch_rows
+        if rows and (rows >= self._max_rows or self._batch_bytes >= self._max_bytes):
             return True
         if self._metrics is None:
             return False
-        seen = batch.get("metrics")
+        batch = self._pending_batch
+        seen = batch.get("metrics") if batch else None
         return seen is not None and len(seen) >= self._max_rows
 
     # --- one record ------------------------------------------------------------------------
@@ -218,6 +218,7 @@ class PlanhatSink(FastStepsBatchSink):
             runtime.checkpoints.holding(self._holder, runtime.seq, time.monotonic())
         items.append((key, body, activity["action"], runtime.seq, activity["date"]))
         self._batch_bytes += len(body) + 1
+        self._batch_rows += 1
 
     def _observe(self, context: dict, event: dict, found: list) -> None:
         """Keep the event's metric observations in the batch, so its STATE waits for them."""
@@ -296,7 +297,7 @@ class PlanhatSink(FastStepsBatchSink):
         # this batch look acknowledged.
         self._runtime.checkpoints.handed_over(self._holder)
         context = super().start_drain()
-        self._batch_bytes = 0
+        self._batch_bytes = self._batch_rows = 0
         return context
 
     @override
