@@ -198,6 +198,7 @@ class DeadLetterFile:
         self._settler: ThreadPoolExecutor | None = None
         self._error: BaseException | None = None
         self._now = _clock()
+        self._unsynced = False  # lines written since the last fsync
 
     def remember_in(
         self, written_before: WrittenBefore, on_written_before: Callable[[str], None]
@@ -260,6 +261,29 @@ class DeadLetterFile:
         finally:
             self._lock.release()
 
+    def settle_soon(self) -> None:
+        """Start settling the lines held back so far in the settle thread, without waiting.
+
+        Called when a batch is handed over: the STATE that follows its acknowledgement then
+        finds only the lines since then to check in :meth:`sync`, in the thread that writes it.
+        Does nothing while a settle is in flight or one has failed (the next ``write``, ``sync``
+        or ``close`` takes them), or without ``background``.
+        """
+        if not self._background:
+            return
+        with self._lock:
+            if not self._pending or self._written_before is None or self._error is not None:
+                return
+            settling = self._settling
+            if settling is not None:
+                if not settling.done():
+                    return
+                self._settling = None
+            if self._error is not None:  # set by the settle just found done
+                return
+            pending, self._pending = self._pending, []
+            self._start(self._settle, pending)
+
     def _start(self, step: Callable[[list[Any]], None], batch: list[Any]) -> None:
         """Run ``step(batch)`` as the settle in flight (call holding the lock, none in flight)."""
         if self._settler is None:
@@ -306,6 +330,7 @@ class DeadLetterFile:
             # with 15% anonymous events. sync() flushes before every STATE.
             self._handle = open(self.path, "ab", buffering=1 << 20)  # noqa: SIM115
         self._handle.write(line)
+        self._unsynced = True
 
     def _settle_pending(self) -> None:
         pending, self._pending = self._pending, []
@@ -377,9 +402,11 @@ class DeadLetterFile:
             )
 
     def _fsync(self) -> None:
-        if self._handle is not None:
+        # Nothing written since the last fsync (a STATE after a settle that synced): none.
+        if self._handle is not None and self._unsynced:
             self._handle.flush()
             os.fsync(self._handle.fileno())
+            self._unsynced = False
 
     def sync(self) -> None:
         """Before a STATE that covers rejected records, make their lines durable.

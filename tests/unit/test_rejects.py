@@ -111,7 +111,7 @@ def _count(counter: Counter[str], reason: str) -> None:
 
 
 # One step of a run: a rejected line (event id or None, reason), then a sync (before a STATE)
-# when the third is 0.
+# when the third is 0, a settle_soon (a batch handed over) when it is 1.
 _steps = st.lists(
     st.tuples(
         st.sampled_from(["a", "b", "c", "d", None]),
@@ -152,6 +152,8 @@ def test_settling_in_a_thread_writes_what_settling_in_place_writes(
                         dead.write("s", reason, "why", record, None, 1, event_id)
                         if not sync:
                             dead.sync()
+                        elif sync == 1:
+                            dead.settle_soon()
                     dead.close()
             finally:
                 store.close()
@@ -259,3 +261,58 @@ def test_the_line_time_is_what_datetime_writes(times: list[float]) -> None:
     for seconds in times:
         expected = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat()
         assert now(seconds) == expected.replace("+00:00", "Z")
+
+
+def test_settle_soon_settles_in_its_thread_and_the_next_sync_has_nothing_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch handed over starts settling the lines held back so far; the STATE's sync that
+    # follows waits for that settle and syncs nothing again (its settle made them durable).
+    real_fsync, synced = rejects.os.fsync, []
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(rejects.os, "fsync", fsync)
+    monkeypatch.setattr(rejects, "_PENDING_MAX", 1000)  # no hand-over of its own here
+    path = tmp_path / "dead.jsonl"
+    store = open_path(tmp_path / "s.sqlite", "tenant-token-1")
+    try:
+        dead = DeadLetterFile(path, RejectedIds(store), lambda reason: None)
+        for n in range(5):
+            _write(dead, f"e{n}")
+        assert _lines(path) == []  # held back: fewer than _PENDING_MAX
+        dead.settle_soon()
+        deadline = time.monotonic() + 120
+        while len(_lines(path)) < 5:  # written by the settle thread, no sync asked for
+            assert time.monotonic() < deadline, "settle_soon never settled the lines"
+            time.sleep(0.01)
+        dead.sync()
+        assert synced == [synced[0]]  # the settle's own fsync only
+        _write(dead, "e5")
+        dead.sync()  # a new line: checked, written and synced here
+        assert len(synced) == 2
+        assert [line["record"]["id"] for line in _lines(path)] == [f"e{n}" for n in range(6)]
+        dead.close()
+    finally:
+        store.close()
+
+
+def test_settle_soon_leaves_the_lines_to_a_settle_in_flight(tmp_path: Path) -> None:
+    # Only one settle at a time: lines written while one runs wait for the next, in order.
+    path = tmp_path / "dead.jsonl"
+    store = open_path(tmp_path / "s.sqlite", "tenant-token-1")
+    try:
+        dead = DeadLetterFile(path, _Slow(store), lambda reason: None)
+        for n in range(3):
+            _write(dead, f"e{n}")
+        dead.settle_soon()
+        for n in range(3, 6):
+            _write(dead, f"e{n}")
+        dead.settle_soon()  # a settle may still be in flight: then these stay held back
+        dead.sync()
+        assert [line["record"]["id"] for line in _lines(path)] == [f"e{n}" for n in range(6)]
+        dead.close()
+    finally:
+        store.close()
