@@ -39,7 +39,9 @@ class WrittenBefore(Protocol):
     def remember(self, pairs: Iterable[tuple[str, str]]) -> None: ...
 
 
-Pending = tuple[str | None, str, bytes]  # (event id, reason, line): a line held back
+# (event id, reason, line, input position): a line held back; the position (the record's
+# number in the input, None for lines of no record) lets a STATE's sync stop after its records.
+Pending = tuple[str | None, str, bytes, int | None]
 Pair = tuple[str, str]  # (event id, reason)
 
 DEFAULT_DEAD_LETTER_PATH = "planhat-rejected.jsonl"
@@ -217,8 +219,10 @@ class DeadLetterFile:
         activity: dict[str, Any] | None,
         line_number: int | None,
         event_id: str | None = None,
+        position: int | None = None,
     ) -> None:
-        """One line for a rejected record; ``event_id`` lets a replay of it be recognised."""
+        """One line for a rejected record; ``event_id`` lets a replay of it be recognised,
+        ``position`` (the record's number in the input) lets ``sync(up_to)`` leave it for later."""
         head = {
             "time": self._now(time.time()),
             "stream": stream,
@@ -243,7 +247,7 @@ class DeadLetterFile:
             ):
                 self._write(line)
                 return
-            self._pending.append((event_id, reason, line))  # behind the others: same order
+            self._pending.append((event_id, reason, line, position))  # behind the others
             if len(self._pending) < _PENDING_MAX:
                 return
             if not self._background:
@@ -351,7 +355,7 @@ class DeadLetterFile:
         if not pending:
             return []
         assert self._written_before is not None
-        pairs = [(event_id, reason) for event_id, reason, _ in pending if event_id is not None]
+        pairs = [(event_id, reason) for event_id, reason, _, _ in pending if event_id is not None]
         remember = True
         try:
             known = self._written_before.known(pairs)
@@ -369,9 +373,9 @@ class DeadLetterFile:
             # loop per line (a settle runs beside the thread reading input, and its loop held
             # the GIL that thread waits for).
             new = pairs
-            self._write(b"".join([line for _, _, line in pending]))
+            self._write(b"".join([line for _, _, line, _ in pending]))
         else:
-            for event_id, reason, line in pending:
+            for event_id, reason, line, _ in pending:
                 if event_id is None:
                     self._write(line)
                     continue
@@ -408,18 +412,30 @@ class DeadLetterFile:
             os.fsync(self._handle.fileno())
             self._unsynced = False
 
-    def sync(self) -> None:
-        """Before a STATE that covers rejected records, make their lines durable.
+    def sync(self, up_to: int | None = None) -> None:
+        """Before a STATE that covers rejected records, make their lines durable: every line
+        held back, or with ``up_to`` (the STATE's input position) those of records up to it.
 
         Only that waits: with ``background``, remembering them runs in the settle thread (the
-        next settle waits for it, so it still sees them).
+        next settle waits for it, so it still sees them). Lines after ``up_to`` stay held back,
+        in order, for a later settle: the STATE does not cover their records.
         """
         self._idle()
         try:
-            if not self._pending:
+            pending = self._pending
+            cut = len(pending)
+            if up_to is not None:
+                # Through the last line the STATE needs: of a record up to it, or of no record
+                # (refused metric rows: for batches already acknowledged). In file order, so a
+                # later record's line before such a line is settled too.
+                cut = 0
+                for number, (_, _, _, position) in enumerate(pending, 1):
+                    if position is None or position <= up_to:
+                        cut = number
+            if not cut:
                 self._fsync()
                 return
-            pending, self._pending = self._pending, []
+            pending, self._pending = pending[:cut], pending[cut:]
             new = self._write_new(pending)  # synced
             if self._background and new:
                 self._start(self._remember, new)

@@ -278,6 +278,7 @@ class PlanhatSink(FastStepsBatchSink):
                     activity,
                     runtime.line_number,
                     event_id,
+                    runtime.seq,
                 )
 
     @override

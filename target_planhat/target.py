@@ -284,7 +284,8 @@ class TargetPlanhat(Target):
             runtime.checkpoints.written(checkpoint)
             return
         with runtime.guard.critical():
-            runtime.dead_letter.sync()
+            # The lines of the records before this STATE; later ones settle later.
+            runtime.dead_letter.sync(checkpoint.position)
             super()._write_state_message(checkpoint.state)
             runtime.checkpoints.written(checkpoint)
             runtime.report.states_written += 1

@@ -316,3 +316,32 @@ def test_sigterm_storm_never_loses_an_acknowledgement(tmp_path: Path) -> None:
         assert not target.bookmarks or set(range(1, target.bookmarks[-1] + 1)) <= _acknowledged(
             planhat
         )
+
+
+# --- a kill: the dead-letter lines a STATE covers ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_kill_after_a_state_leaves_the_dead_letter_lines_it_covers(tmp_path: Path) -> None:
+    # Ten events fill a batch (sent, acknowledged), four anonymous ones follow (dead-lettered:
+    # no user id; no batch, so nothing else settles their lines), then a STATE after them. It is
+    # written once their lines are durable: SIGKILL as soon as it is on stdout, stdin still
+    # open (no end of input settles them either), and the four lines are in the file.
+    lines = [json.dumps(schema_message("events"))]
+    for n in range(1, 15):
+        record = event(n, user="user-1" if n <= BATCH else None)
+        lines.append(json.dumps({"type": "RECORD", "stream": "events", "record": record}))
+    lines.append(json.dumps(state_message("events", 14)))
+    with PlanhatReceiver() as planhat:
+        target = Target(_config(tmp_path, planhat), tmp_path)
+        try:
+            target.send("\n".join(lines) + "\n")
+            _wait_until(lambda: target.bookmarks == [14])
+            target.proc.kill()
+            target.wait()
+        finally:
+            target.kill()
+        assert _acknowledged(planhat) == set(range(1, BATCH + 1))
+    path = tmp_path / "rejected.jsonl"
+    written = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["record"]["event_properties"]["n"] for line in written] == [11, 12, 13, 14]

@@ -43,8 +43,13 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _write(dead: DeadLetterFile, event_id: str | None, reason: str = "no_identifier") -> None:
-    dead.write("events", reason, "why", {"id": event_id}, {"action": "a"}, 1, event_id)
+def _write(
+    dead: DeadLetterFile,
+    event_id: str | None,
+    reason: str = "no_identifier",
+    position: int | None = None,
+) -> None:
+    dead.write("events", reason, "why", {"id": event_id}, {"action": "a"}, 1, event_id, position)
 
 
 def test_a_replayed_rejection_is_counted_not_written_again(tmp_path: Path) -> None:
@@ -111,7 +116,8 @@ def _count(counter: Counter[str], reason: str) -> None:
 
 
 # One step of a run: a rejected line (event id or None, reason), then a sync (before a STATE)
-# when the third is 0, a settle_soon (a batch handed over) when it is 1.
+# when the third is 0, a settle_soon (a batch handed over) when it is 1, a STATE's sync of the
+# lines up to two steps back when it is 2.
 _steps = st.lists(
     st.tuples(
         st.sampled_from(["a", "b", "c", "d", None]),
@@ -149,11 +155,13 @@ def test_settling_in_a_thread_writes_what_settling_in_place_writes(
                     )
                     for number, (event_id, reason, sync) in enumerate(run):
                         record = {"id": event_id, "n": number}
-                        dead.write("s", reason, "why", record, None, 1, event_id)
+                        dead.write("s", reason, "why", record, None, 1, event_id, number)
                         if not sync:
                             dead.sync()
                         elif sync == 1:
                             dead.settle_soon()
+                        elif sync == 2:
+                            dead.sync(number - 2)
                     dead.close()
             finally:
                 store.close()
@@ -314,5 +322,37 @@ def test_settle_soon_leaves_the_lines_to_a_settle_in_flight(tmp_path: Path) -> N
         dead.sync()
         assert [line["record"]["id"] for line in _lines(path)] == [f"e{n}" for n in range(6)]
         dead.close()
+    finally:
+        store.close()
+
+
+def test_a_states_sync_settles_the_lines_up_to_its_position_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A STATE read after record 3 needs the lines of records 1-3 durable, not those of later
+    # records (a crash replays those), except in file order before a line of no record (a
+    # refused metric row, for a batch already acknowledged), which it needs too.
+    monkeypatch.setattr(rejects, "_PENDING_MAX", 1000)  # no hand-over of its own here
+    path = tmp_path / "dead.jsonl"
+    store = open_path(tmp_path / "s.sqlite", "tenant-token-1")
+
+    def written() -> list[str | None]:
+        return [line["record"]["id"] for line in _lines(path)]
+
+    try:
+        dead = DeadLetterFile(path, RejectedIds(store), lambda reason: None)
+        for n in range(1, 7):
+            _write(dead, f"e{n}", position=n)
+        dead.sync(3)
+        assert written() == ["e1", "e2", "e3"]
+        _write(dead, None, "metric_rejected")  # from the thread that sends, no position
+        _write(dead, "e7", position=7)
+        dead.sync(3)
+        assert written() == ["e1", "e2", "e3", "e4", "e5", "e6", None]
+        dead.sync(7)
+        assert written() == ["e1", "e2", "e3", "e4", "e5", "e6", None, "e7"]
+        _write(dead, "e8", position=8)
+        dead.close()  # the end of the run settles the rest
+        assert written()[-1] == "e8"
     finally:
         store.close()
