@@ -166,10 +166,11 @@ class DeadLetterFile:
 
     With ``written_before``, a line whose event id and reason were written in an earlier run is
     not written again; ``on_written_before(reason)`` counts it instead. Such lines wait in memory
-    and are checked in one query when they are settled: by :meth:`sync`, or, every
-    ``_PENDING_MAX`` lines, in a thread of its own (``background``), so the store's queries and
-    commit (and its lock, which the sender thread's ledger commits hold too) do not stall the
-    thread reading input. At most one such settle runs at a time; while it runs, every new line
+    and are checked in one query when they are settled: by :meth:`sync` (with ``up_to``, those
+    of the records a STATE covers), or, when a batch is handed over (:meth:`settle_soon`) and
+    every ``_PENDING_MAX`` lines, in a thread of its own (``background``), so the store's
+    queries and commit (and its lock, which the sender thread's ledger commits hold too) do not
+    stall the thread reading input. At most one such settle runs at a time; while it runs, every new line
     waits behind it (file order is input order), so at most ``2 * _PENDING_MAX`` lines are held.
     :meth:`sync` writes and syncs in the calling thread (a STATE waits for that) and leaves the
     remembering to that thread. A settle that failed raises in the next ``write``, ``sync`` or
