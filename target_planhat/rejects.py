@@ -170,8 +170,9 @@ class DeadLetterFile:
     of the records a STATE covers), or, when a batch is handed over (:meth:`settle_soon`) and
     every ``_PENDING_MAX`` lines, in a thread of its own (``background``), so the store's
     queries and commit (and its lock, which the sender thread's ledger commits hold too) do not
-    stall the thread reading input. At most one such settle runs at a time; while it runs, every new line
-    waits behind it (file order is input order), so at most ``2 * _PENDING_MAX`` lines are held.
+    stall the thread reading input. At most one such settle runs at a time; while it runs, every
+    new line waits behind it (file order is input order), so at most ``2 * _PENDING_MAX`` lines
+    are held.
     :meth:`sync` writes and syncs in the calling thread (a STATE waits for that) and leaves the
     remembering to that thread. A settle that failed raises in the next ``write``, ``sync`` or
     ``close``.
