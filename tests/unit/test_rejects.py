@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from target_planhat import rejects
 from target_planhat.rejected_ids import RejectedIds
 from target_planhat.rejects import DeadLetterFile
-from target_planhat.store import open_path
+from target_planhat.store import Store, open_path
 from tests.support.examples import examples
 
 
@@ -27,6 +27,14 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     """A monkeypatch hypothesis may share between examples (function-scoped ones it refuses)."""
     with pytest.MonkeyPatch.context() as patch:
         yield patch
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A SQLite store in ``tmp_path`` for the dead-letter file's memory, closed afterwards."""
+    opened = open_path(tmp_path / "s.sqlite", "tenant-token-1")
+    yield opened
+    opened.close()
 
 
 class _Broken:
@@ -272,7 +280,7 @@ def test_the_line_time_is_what_datetime_writes(times: list[float]) -> None:
 
 
 def test_settle_soon_settles_in_its_thread_and_the_next_sync_has_nothing_left(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A batch handed over starts settling the lines held back so far; the STATE's sync that
     # follows waits for that settle and syncs nothing again (its settle made them durable).
@@ -285,74 +293,62 @@ def test_settle_soon_settles_in_its_thread_and_the_next_sync_has_nothing_left(
     monkeypatch.setattr(rejects.os, "fsync", fsync)
     monkeypatch.setattr(rejects, "_PENDING_MAX", 1000)  # no hand-over of its own here
     path = tmp_path / "dead.jsonl"
-    store = open_path(tmp_path / "s.sqlite", "tenant-token-1")
-    try:
-        dead = DeadLetterFile(path, RejectedIds(store), lambda reason: None)
-        for n in range(5):
-            _write(dead, f"e{n}")
-        assert _lines(path) == []  # held back: fewer than _PENDING_MAX
-        dead.settle_soon()
-        deadline = time.monotonic() + 120
-        while len(_lines(path)) < 5:  # written by the settle thread, no sync asked for
-            assert time.monotonic() < deadline, "settle_soon never settled the lines"
-            time.sleep(0.01)
-        dead.sync()
-        assert synced == [synced[0]]  # the settle's own fsync only
-        _write(dead, "e5")
-        dead.sync()  # a new line: checked, written and synced here
-        assert len(synced) == 2
-        assert [line["record"]["id"] for line in _lines(path)] == [f"e{n}" for n in range(6)]
-        dead.close()
-    finally:
-        store.close()
+    dead = DeadLetterFile(path, RejectedIds(store), lambda reason: None)
+    for n in range(5):
+        _write(dead, f"e{n}")
+    assert _lines(path) == []  # held back: fewer than _PENDING_MAX
+    dead.settle_soon()
+    deadline = time.monotonic() + 120
+    while len(_lines(path)) < 5:  # written by the settle thread, no sync asked for
+        assert time.monotonic() < deadline, "settle_soon never settled the lines"
+        time.sleep(0.01)
+    dead.sync()
+    assert synced == [synced[0]]  # the settle's own fsync only
+    _write(dead, "e5")
+    dead.sync()  # a new line: checked, written and synced here
+    assert len(synced) == 2
+    assert [line["record"]["id"] for line in _lines(path)] == [f"e{n}" for n in range(6)]
+    dead.close()
 
 
-def test_settle_soon_leaves_the_lines_to_a_settle_in_flight(tmp_path: Path) -> None:
+def test_settle_soon_leaves_the_lines_to_a_settle_in_flight(tmp_path: Path, store: Store) -> None:
     # Only one settle at a time: lines written while one runs wait for the next, in order.
     path = tmp_path / "dead.jsonl"
-    store = open_path(tmp_path / "s.sqlite", "tenant-token-1")
-    try:
-        dead = DeadLetterFile(path, _Slow(store), lambda reason: None)
-        for n in range(3):
-            _write(dead, f"e{n}")
-        dead.settle_soon()
-        for n in range(3, 6):
-            _write(dead, f"e{n}")
-        dead.settle_soon()  # a settle may still be in flight: then these stay held back
-        dead.sync()
-        assert [line["record"]["id"] for line in _lines(path)] == [f"e{n}" for n in range(6)]
-        dead.close()
-    finally:
-        store.close()
+    dead = DeadLetterFile(path, _Slow(store), lambda reason: None)
+    for n in range(3):
+        _write(dead, f"e{n}")
+    dead.settle_soon()
+    for n in range(3, 6):
+        _write(dead, f"e{n}")
+    dead.settle_soon()  # a settle may still be in flight: then these stay held back
+    dead.sync()
+    assert [line["record"]["id"] for line in _lines(path)] == [f"e{n}" for n in range(6)]
+    dead.close()
 
 
 def test_a_states_sync_settles_the_lines_up_to_its_position_and_keeps_the_rest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A STATE read after record 3 needs the lines of records 1-3 durable, not those of later
     # records (a crash replays those), except in file order before a line of no record (a
     # refused metric row, for a batch already acknowledged), which it needs too.
     monkeypatch.setattr(rejects, "_PENDING_MAX", 1000)  # no hand-over of its own here
     path = tmp_path / "dead.jsonl"
-    store = open_path(tmp_path / "s.sqlite", "tenant-token-1")
 
     def written() -> list[str | None]:
         return [line["record"]["id"] for line in _lines(path)]
 
-    try:
-        dead = DeadLetterFile(path, RejectedIds(store), lambda reason: None)
-        for n in range(1, 7):
-            _write(dead, f"e{n}", position=n)
-        dead.sync(3)
-        assert written() == ["e1", "e2", "e3"]
-        _write(dead, None, "metric_rejected")  # from the thread that sends, no position
-        _write(dead, "e7", position=7)
-        dead.sync(3)
-        assert written() == ["e1", "e2", "e3", "e4", "e5", "e6", None]
-        dead.sync(7)
-        assert written() == ["e1", "e2", "e3", "e4", "e5", "e6", None, "e7"]
-        _write(dead, "e8", position=8)
-        dead.close()  # the end of the run settles the rest
-        assert written()[-1] == "e8"
-    finally:
-        store.close()
+    dead = DeadLetterFile(path, RejectedIds(store), lambda reason: None)
+    for n in range(1, 7):
+        _write(dead, f"e{n}", position=n)
+    dead.sync(3)
+    assert written() == ["e1", "e2", "e3"]
+    _write(dead, None, "metric_rejected")  # from the thread that sends, no position
+    _write(dead, "e7", position=7)
+    dead.sync(3)
+    assert written() == ["e1", "e2", "e3", "e4", "e5", "e6", None]
+    dead.sync(7)
+    assert written() == ["e1", "e2", "e3", "e4", "e5", "e6", None, "e7"]
+    _write(dead, "e8", position=8)
+    dead.close()  # the end of the run settles the rest
+    assert written()[-1] == "e8"
