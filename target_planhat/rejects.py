@@ -270,8 +270,9 @@ class DeadLetterFile:
     def settle_soon(self) -> None:
         """Start settling the lines held back so far in the settle thread, without waiting.
 
-        Called when a batch is handed over: the STATE that follows its acknowledgement then
-        finds only the lines since then to check in :meth:`sync`, in the thread that writes it.
+        Called when a batch is handed over: the lines of the records before it are then settled
+        beside its sending, and the STATE that follows its acknowledgement usually finds none of
+        them left to check in :meth:`sync`, in the thread that writes it.
         Does nothing while a settle is in flight or one has failed (the next ``write``, ``sync``
         or ``close`` takes them), or without ``background``.
         """
