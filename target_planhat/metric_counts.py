@@ -91,7 +91,7 @@ def _chunks(values: Sequence[T]) -> Iterable[Sequence[T]]:
         yield values[start : start + _CHUNK]
 
 
-def event_key(rule: str, event_id: str) -> tuple[int, int]:
+def rule_event_key(rule: str, event_id: str) -> tuple[int, int]:
     """(rule, event id) as two signed 64-bit integers (BIGINT in both backends)."""
     hashed = digest(f"{rule}\0{event_id}")
     return (
@@ -202,7 +202,7 @@ class MetricCounts:
         """Which of ``event_ids`` the rule has counted already."""
         by_key: dict[tuple[int, int], str] = {}
         for event_id in event_ids:
-            by_key[event_key(rule, event_id)] = event_id
+            by_key[rule_event_key(rule, event_id)] = event_id
         keys = list(by_key)
         found: set[str] = set()
         for chunk in _chunks(keys):
@@ -251,7 +251,9 @@ class MetricCounts:
         """Record counted ``(rule, event_id)`` and ``(rule, day, external_id, value)`` in one
         transaction: after it, a replay of these events adds nothing."""
         now = int(self._clock())
-        event_rows = [(self._tenant, *event_key(rule, event_id), now) for rule, event_id in events]
+        event_rows = [
+            (self._tenant, *rule_event_key(rule, event_id), now) for rule, event_id in events
+        ]
         distinct_rows = [(self._tenant, *row) for row in distinct]
         touched = sorted({(self._tenant, row[0], row[1], now, 0) for row in distinct})
 
