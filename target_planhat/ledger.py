@@ -445,7 +445,10 @@ class Ledger:
                 if looked_up is None
                 else dict(zip(looked_up[0], looked_up[2].digests, strict=True))
             )
-            batch = _Batch(ids, dates, [recent.get(i) or id_key(i) for i in ids])
+            missing = [i for i in ids if i not in recent]  # roll-ups' members: made at once
+            if missing:
+                recent.update(zip(missing, _key_texts(id_digests(missing)), strict=True))
+            batch = _Batch(ids, dates, [recent[i] for i in ids])
         # A repeated id is inserted once: ON CONFLICT DO NOTHING within the statement too.
         parts: list[_Part] = [
             (self._event_table(day), batch.timed(day), None) for day in sorted(batch.by_day)

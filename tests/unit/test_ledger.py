@@ -44,6 +44,21 @@ def test_record_and_known(tmp_path: Path) -> None:
     again.close()
 
 
+def test_recording_part_of_a_looked_up_batch_with_ids_it_did_not_hold(tmp_path: Path) -> None:
+    # A split batch records a chunk of what known() was asked; a roll-up records its members,
+    # which known() never saw: their keys are made together, and each is found as looked up.
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    looked = [f"id-{i}" for i in range(6)]
+    dates = [f"2026-11-30T10:0{i}:00.000Z" for i in range(6)]
+    assert ledger.known(looked, dates) == set()
+    members = ["member-1", "member-2"]
+    ledger.record([*looked[:3], *members], dates=[*dates[:3], dates[0], "not a date"])
+    assert ledger.known(looked, dates) == set(looked[:3])
+    assert ledger.known(members, [dates[0], "not a date"]) == set(members)
+    assert ledger.count() == 5
+    ledger.close()
+
+
 def test_prune_by_ttl_days(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path)
