@@ -82,7 +82,7 @@ _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _ORDERED = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 _TO_ORDERED = bytes.maketrans(_BASE64, _ORDERED)
 _DIGITS = _ORDERED.decode()
-_GROUP = 24  # base64 characters of a digest with two zero bytes before it (18 bytes)
+_LAID_OUT = 18  # bytes of a digest with two zero bytes before it: 24 base64 characters
 # Each group's digest digits, after its two ``--`` (every match takes one whole group).
 _GROUPS = re.compile(f"..(.{{{_DIGEST_WIDTH}}})", re.DOTALL)
 
@@ -99,7 +99,7 @@ def _key_texts(digests: Sequence[bytes]) -> list[str]:
     if not n:
         return []
     laid_out = b"\0\0" + b"\0\0".join(digests)
-    if len(laid_out) != 18 * n:
+    if len(laid_out) != _LAID_OUT * n:
         raise ValueError("digests of 16 bytes expected")
     text = binascii.b2a_base64(laid_out, newline=False).translate(_TO_ORDERED).decode()
     return _GROUPS.findall(text)  # half the time of slicing per key
