@@ -163,14 +163,15 @@ class RejectedIds:
         store = self.store
         now = int(time.time())
         pairs = list(pairs)
-        stored = list(zip(self._hashes_of(pairs), map(_REASON, pairs), strict=True))
+        hashed_ids = self._hashes_of(pairs)
+        stored = list(zip(hashed_ids, map(_REASON, pairs), strict=True))
         if store.kind == "sqlite" and self.one_statement:
             # One statement per reason (a run has few), each id list as one JSON parameter:
             # see known().
             by_reason: dict[str, list[str]] = {}
             reasons = set(map(_REASON, pairs))
             if len(reasons) == 1:  # the usual settle: one reason, no loop per id
-                by_reason[reasons.pop()] = list(map(_EVENT_ID, stored))
+                by_reason[reasons.pop()] = hashed_ids
             else:
                 for hashed_id, reason in stored:
                     by_reason.setdefault(reason, []).append(hashed_id)
