@@ -279,14 +279,14 @@ class DeadLetterFile:
         if not self._background:
             return
         with self._lock:
-            if not self._pending or self._written_before is None or self._error is not None:
+            if not self._pending or self._written_before is None:
                 return
             settling = self._settling
             if settling is not None:
                 if not settling.done():
                     return
                 self._settling = None
-            if self._error is not None:  # set by the settle just found done
+            if self._error is not None:  # a settle failed, this one or an earlier one
                 return
             pending, self._pending = self._pending, []
             self._start(self._settle, pending)
