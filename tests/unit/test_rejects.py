@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from target_planhat import rejects
@@ -20,13 +20,6 @@ from target_planhat.rejected_ids import RejectedIds
 from target_planhat.rejects import DeadLetterFile
 from target_planhat.store import Store, open_path
 from tests.support.examples import examples
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    """A monkeypatch hypothesis may share between examples (function-scoped ones it refuses)."""
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 @pytest.fixture
@@ -136,17 +129,22 @@ _steps = st.lists(
 )
 
 
-@settings(max_examples=examples(100), deadline=None)
+# The monkeypatch is shared by the examples of one test (it sets the same value each time) and
+# undone after it, so no other test sees the small _PENDING_MAX.
+_SHARED_PATCH = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=_SHARED_PATCH)
 @given(earlier=_steps, steps=_steps)
 def test_settling_in_a_thread_writes_what_settling_in_place_writes(
     earlier: list[tuple[str | None, str, int]],
     steps: list[tuple[str | None, str, int]],
-    monkeypatch_module: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The fast path (each full batch settled in a thread of its own) against the plain one
     # (settled in the writing thread): the same lines in the same order, the same counts, over
     # two runs (the second sees what the first remembered).
-    monkeypatch_module.setattr(rejects, "_PENDING_MAX", 3)  # many hand-overs per example
+    monkeypatch.setattr(rejects, "_PENDING_MAX", 3)  # many hand-overs per example
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for background in (True, False):
@@ -219,16 +217,16 @@ _events = st.lists(
 )
 
 
-@settings(max_examples=examples(200), deadline=None)
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=_SHARED_PATCH)
 @given(runs=st.lists(_events, min_size=1, max_size=3))
 def test_settles_write_each_event_once_per_reason_across_runs(
-    runs: list[list[tuple[str | None, str]]], monkeypatch_module: pytest.MonkeyPatch
+    runs: list[list[tuple[str | None, str]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Against the plain rule, line by line: a line without an event id is always written; one
     with an id only the first time its (id, reason) is seen, in this run or an earlier one; the
     rest are counted. Settles of three lines, so some find nothing written before and no event
     twice (written at once) and others do not (line by line)."""
-    monkeypatch_module.setattr(rejects, "_PENDING_MAX", 3)
+    monkeypatch.setattr(rejects, "_PENDING_MAX", 3)
     memory, seen = _Memory(), set()
     expected_lines, expected_again = [], Counter()
     for number, run in enumerate(runs):
