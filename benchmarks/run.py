@@ -156,9 +156,11 @@ def run_target(
     expected: int,
     pythonpath: str | None = None,
     extra: dict[str, Any] | None = None,
+    common: dict[str, Any] | None = None,
 ) -> tuple[float, int]:
     """(a): the CLI; ``pythonpath`` runs another copy of the package (a before/after check);
-    ``extra`` adds settings ((e): metrics and a roll-up)."""
+    ``extra`` adds settings ((e): metrics and a roll-up, (f): the hold); ``common`` adds
+    settings that leave the run's check as it is (``--set``)."""
     with tempfile.TemporaryDirectory(prefix="bench-a-") as tmp:
         workdir = Path(tmp)
         config = {
@@ -166,6 +168,7 @@ def run_target(
             "api_url": receiver.url,
             "ledger_path": str(workdir / "ledger.sqlite"),
             "dead_letter_path": str(workdir / "rejected.jsonl"),
+            **(common or {}),
             **(extra or {}),
         }
         (workdir / "config.json").write_text(json.dumps(config))
@@ -272,6 +275,17 @@ def _variant(
     )
 
 
+def _setting(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` of ``--set``: the value as JSON where it parses, else as text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        sys.exit(f"--set {text!r}: expected NAME=VALUE")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -305,7 +319,16 @@ def main() -> None:
         help="also run (a') target-planhat with this PYTHONPATH first (a copy of target_planhat "
         "with a proposed change): before/after in one run",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of (a) and (a'), VALUE as JSON where it parses (e.g. dedupe=false): "
+        "which part of a before/after difference a feature accounts for",
+    )
     args = parser.parse_args()
+    common = dict(_setting(text) for text in args.set)
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
@@ -322,6 +345,8 @@ def main() -> None:
             f"{expected} with a user_id; {os.cpu_count()} CPUs; "
             f"receiver latency {args.latency:g}s per POST"
         )
+        if common:
+            print(f"settings of (a) and (a') besides the defaults: {json.dumps(common)}")
         # Events/s by wall time (what a user sees) and by CPU time of the process (user+system,
         # steadier on a shared machine).
         rates: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d", "x", "e", "f")}
@@ -330,7 +355,7 @@ def main() -> None:
         n = args.events
 
         def run_also(round_no: int) -> None:
-            run = run_target(events_file, receiver, expected, args.also)
+            run = run_target(events_file, receiver, expected, args.also, common=common)
             label = f"target-planhat, PYTHONPATH={args.also}"
             _variant("x", label, run, n, rates, cpu_rates, round_no)
 
@@ -341,7 +366,7 @@ def main() -> None:
             also_first = args.only_target and args.also and round_no % 2 == 0
             if also_first:
                 run_also(round_no)
-            seconds, rss = run_target(events_file, receiver, expected)
+            seconds, rss = run_target(events_file, receiver, expected, common=common)
             rates["a"].append(n / seconds)
             cpu_rates["a"].append(n / CPU[-1])
             rss_a.append(rss)
