@@ -40,6 +40,18 @@ def test_guard_never_interrupts_a_critical_step() -> None:
     assert info.value.exit_code == 130
 
 
+def test_a_critical_step_nests_and_ends_with_its_block_even_when_it_raises() -> None:
+    guard = ShutdownGuard()
+    with pytest.raises(ValueError), guard.critical():
+        with guard.critical():
+            pass
+        guard.on_signal(signal.SIGTERM)  # the outer step is still critical: deferred
+        raise ValueError("a failed commit")
+    # No step is critical any more: the next signal stops at once.
+    with pytest.raises(StopRequested):
+        guard.on_signal(signal.SIGTERM)
+
+
 def test_guard_protects_an_answer_until_it_is_recorded() -> None:
     """A first signal between a 2xx answer and the ledger commit must not drop the answer."""
     guard = ShutdownGuard()
