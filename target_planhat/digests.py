@@ -21,7 +21,9 @@ _SEED = hashlib.blake2b(digest_size=16)
 
 def digest(text: str) -> bytes:
     """The 16-byte digest of ``text``."""
-    return hashlib.blake2b(_ENCODE(text), digest_size=16).digest()
+    hashed = _SEED.copy()
+    hashed.update(_ENCODE(text))
+    return hashed.digest()
 
 
 def digests(texts: Iterable[str]) -> list[bytes]:
