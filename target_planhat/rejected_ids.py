@@ -164,7 +164,9 @@ class RejectedIds:
         now = int(time.time())
         pairs = list(pairs)
         hashed_ids = self._hashes_of(pairs)
-        stored = list(zip(hashed_ids, map(_REASON, pairs), strict=True))
+        # Lazy: each branch below reads it at most once, and the usual settle (one reason) not
+        # at all; it is read before any of the id lists is sorted in place.
+        stored = zip(hashed_ids, map(_REASON, pairs), strict=True)
         if store.kind == "sqlite" and self.one_statement:
             # One statement per reason (a run has few), each id list as one JSON parameter:
             # see known().
